@@ -1,0 +1,145 @@
+"""Record-level validation, run inline by the workers on every batch before anything is written.
+
+Every rule is a boolean polars expression that is true where a row fails; one pass computes
+them all and keeps, per row, the first failure in plan order. Valid rows go to the target's
+bulk path; failed rows become error-queue rows with the source row, the column, the value,
+the error class and a reason a steward can read.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import polars as pl
+
+from kora_assets.plan.model import Settings, TablePlan
+from kora_assets.transforms.casting import classify_cast_failure, range_ok
+from kora_assets.transforms.compiler import CompiledColumn, TableTransform
+from kora_assets.transforms.operators import MOJIBAKE_PATTERN
+
+ERROR_COLUMNS = ["primary_key", "row", "column_name", "error_class", "reason", "value"]
+FK_OK = "__fk_ok_{}"
+_VALUE_CHARS = 200
+
+
+@dataclass(frozen=True)
+class RecordCheck:
+    column: str  # target column ('' for row-level checks)
+    fails: pl.Expr  # true where the row fails
+    error_class: pl.Expr  # class of the failure (may depend on the value)
+    reason: pl.Expr  # human text, evaluated on failed rows only
+    value: pl.Expr  # the offending value as text
+
+
+def _lit(s: str) -> pl.Expr:
+    return pl.lit(s, dtype=pl.String)
+
+
+def _raw_text(c: CompiledColumn) -> pl.Expr:
+    return pl.col(c.source).cast(pl.String, strict=False)
+
+
+def _quoted(e: pl.Expr) -> pl.Expr:
+    return pl.concat_str([_lit("'"), e.str.slice(0, 80), _lit("'")], ignore_nulls=True)
+
+
+def column_checks(c: CompiledColumn, tp: TablePlan, settings: Settings) -> list[RecordCheck]:
+    """The checks of one column, in the order a steward would want them reported."""
+    out, t, raw = pl.col(c.o), pl.col(c.t), _raw_text(c)
+    kt, rules = c.ktype, tp.columns[c.source].rules
+    checks = [RecordCheck(
+        c.target, raw.is_not_null() & t.is_not_null() & out.is_null(),
+        classify_cast_failure(t.cast(pl.String, strict=False), kt),
+        pl.concat_str([_quoted(t.cast(pl.String, strict=False)), _lit(f" is not a valid {kt} for column {c.target}")]),
+        raw)]
+    rng = range_ok(out, kt)
+    if rng is not None:
+        checks.append(RecordCheck(c.target, ~rng, _lit("range.overflow"),
+                                  _lit(f"value out of range for {kt} column {c.target}"), raw))
+    if not c.nullable:
+        checks.append(RecordCheck(c.target, out.is_null() & ~(raw.is_not_null() & t.is_not_null()),
+                                  _lit("constraint.not_null"),
+                                  _lit(f"NULL in NOT NULL column {c.target}"), raw))
+    if kt.is_text:
+        checks.append(RecordCheck(c.target, out.str.contains("\x00", literal=True), _lit("encoding.nul_byte"),
+                                  _lit(f"NUL byte in text column {c.target} (the target cannot store it)"), raw))
+        if settings.detect_mojibake:
+            checks.append(RecordCheck(c.target, out.str.contains(MOJIBAKE_PATTERN), _lit("encoding.mojibake"),
+                                      pl.concat_str([_quoted(out), _lit(" looks like UTF-8 decoded as Latin-1")]), raw))
+        if kt.length:
+            checks.append(RecordCheck(
+                c.target, out.str.len_chars() > kt.length, _lit("length.too_long"),
+                pl.concat_str([_lit(f"{kt} column {c.target} holds "), out.str.len_chars().cast(pl.String),
+                               _lit(" characters")]), raw))
+    num = out.cast(pl.Float64, strict=False)
+    if rules.min is not None:
+        checks.append(RecordCheck(c.target, num < rules.min, _lit("range.out_of_bounds"),
+                                  pl.concat_str([_quoted(raw), _lit(f" is below the minimum {rules.min:g} of {c.target}")]), raw))
+    if rules.max is not None:
+        checks.append(RecordCheck(c.target, num > rules.max, _lit("range.out_of_bounds"),
+                                  pl.concat_str([_quoted(raw), _lit(f" is above the maximum {rules.max:g} of {c.target}")]), raw))
+    if rules.regex is not None:
+        checks.append(RecordCheck(c.target, ~out.cast(pl.String).str.contains(rules.regex), _lit("rule.regex"),
+                                  pl.concat_str([_quoted(raw), _lit(f" does not match {rules.regex} ({c.target})")]), raw))
+    if rules.allowed is not None:
+        checks.append(RecordCheck(c.target, ~out.cast(pl.String).is_in(rules.allowed), _lit("enum.unknown_value"),
+                                  pl.concat_str([_quoted(raw), _lit(f" is not one of the allowed values of {c.target}")]), raw))
+    return checks
+
+
+@dataclass
+class RecordValidator:
+    """All record checks of a table, compiled against its transform."""
+
+    transform: TableTransform
+    settings: Settings
+
+    def __post_init__(self):
+        tp = self.transform.plan
+        self.by_source = {c.source: c for c in self.transform.columns}
+        self.checks = [ck for c in self.transform.columns for ck in column_checks(c, tp, self.settings)]
+        pk = [self.by_source[k] for k in tp.primary_key]
+        if pk:
+            self.checks.append(RecordCheck(
+                ",".join(c.target for c in pk), ~pl.struct([pl.col(c.o) for c in pk]).is_first_distinct(),
+                _lit("constraint.unique"), _lit("duplicate primary key within the source partition"),
+                pl.struct([pl.col(c.source) for c in pk]).struct.json_encode()))
+        for i, fk in enumerate(tp.foreign_keys):
+            if len(fk.columns) == 1:
+                col = self.by_source[fk.columns[0]]
+                self.checks.append(RecordCheck(
+                    col.target, ~pl.col(FK_OK.format(i)).fill_null(True), _lit("fk_orphan"),
+                    pl.concat_str([_quoted(_raw_text(col)),
+                                   _lit(f" has no parent row in {fk.references}.{fk.ref_columns[0]}")]),
+                    _raw_text(col)))
+
+    def split(self, df: pl.DataFrame) -> tuple[pl.DataFrame, pl.DataFrame]:
+        """Valid target rows, and error rows (``ERROR_COLUMNS``) for the queue."""
+        tp = self.transform.plan
+        first = pl.coalesce([pl.when(ck.fails.fill_null(False)).then(pl.lit(i, dtype=pl.Int32))
+                             for i, ck in enumerate(self.checks)]).alias("__err")
+        df = df.with_columns(first)
+        valid = self.transform.output_frame(df.filter(pl.col("__err").is_null()))
+        bad = df.filter(pl.col("__err").is_not_null())
+        if bad.height == 0:
+            return valid, pl.DataFrame(schema={c: pl.String for c in ERROR_COLUMNS})
+        pick = lambda f: pl.coalesce([pl.when(pl.col("__err") == i).then(f(ck)) for i, ck in enumerate(self.checks)])  # noqa: E731
+        pk_cols = tp.primary_key or self.transform.source_columns
+        errors = bad.select(
+            pl.struct([pl.col(c) for c in pk_cols]).struct.json_encode().alias("primary_key"),
+            pl.struct([_json_safe(pl.col(c), bad.schema[c]) for c in self.transform.source_columns])
+            .struct.json_encode().alias("row"),
+            pick(lambda ck: _lit(ck.column)).alias("column_name"),
+            pick(lambda ck: ck.error_class).alias("error_class"),
+            pick(lambda ck: ck.reason).alias("reason"),
+            pick(lambda ck: ck.value.cast(pl.String, strict=False).str.slice(0, _VALUE_CHARS)).alias("value"),
+        )
+        return valid, errors
+
+
+def _json_safe(e: pl.Expr, dtype: pl.DataType) -> pl.Expr:
+    """Source values as JSON can carry: bytes as hex, decimals and temporals as text."""
+    if dtype == pl.Binary:
+        return e.bin.encode("hex")
+    if isinstance(dtype, (pl.Decimal, pl.Date, pl.Datetime, pl.Time, pl.Duration)):
+        return e.cast(pl.String)
+    return e

@@ -1,0 +1,94 @@
+"""kora's durable bookkeeping in the target: the error queue, the partition ledger, the fix
+library and the audit trail. Redis only coordinates; these tables remember.
+
+The error queue is a contract other tools read (see README): one row per source row that did
+not land, with the source key and values, the failing column, an error class and a reason.
+``row`` and ``primary_key`` are ``json`` rather than ``jsonb`` on PostgreSQL because legacy
+values may hold NUL characters, which ``jsonb`` refuses and a steward still needs to see.
+"""
+from __future__ import annotations
+
+from kora_assets.dbio.connections import Database
+from kora_assets.naming import KORA_SCHEMA
+
+ERROR_STATUSES = ("pending", "fixed", "quarantined")
+
+_PG = f"""
+CREATE SCHEMA IF NOT EXISTS {KORA_SCHEMA};
+CREATE TABLE IF NOT EXISTS {KORA_SCHEMA}.error_queue (
+    id bigserial PRIMARY KEY,
+    table_name text NOT NULL,
+    partition_key text NOT NULL,
+    primary_key json NOT NULL,
+    "row" json NOT NULL,
+    column_name text,
+    error_class text NOT NULL,
+    reason text NOT NULL,
+    value text,
+    status text NOT NULL DEFAULT 'pending' CHECK (status IN ('pending', 'fixed', 'quarantined')),
+    attempts integer NOT NULL DEFAULT 0,
+    fix_id bigint,
+    proposed_fix json,
+    run_id text,
+    created_at timestamptz NOT NULL DEFAULT now(),
+    updated_at timestamptz NOT NULL DEFAULT now()
+);
+CREATE INDEX IF NOT EXISTS error_queue_partition ON {KORA_SCHEMA}.error_queue (table_name, partition_key);
+CREATE INDEX IF NOT EXISTS error_queue_status ON {KORA_SCHEMA}.error_queue (status, error_class);
+CREATE TABLE IF NOT EXISTS {KORA_SCHEMA}.partition_ledger (
+    table_name text NOT NULL,
+    partition_key text NOT NULL,
+    source_rows bigint NOT NULL,
+    landed_rows bigint NOT NULL,
+    queued_rows bigint NOT NULL,
+    seconds double precision NOT NULL,
+    run_id text,
+    worker text,
+    updated_at timestamptz NOT NULL DEFAULT now(),
+    PRIMARY KEY (table_name, partition_key)
+);
+"""
+
+_SQLITE = f"""
+CREATE TABLE IF NOT EXISTS {KORA_SCHEMA}__error_queue (
+    id INTEGER PRIMARY KEY AUTOINCREMENT,
+    table_name TEXT NOT NULL,
+    partition_key TEXT NOT NULL,
+    primary_key TEXT NOT NULL,
+    "row" TEXT NOT NULL,
+    column_name TEXT,
+    error_class TEXT NOT NULL,
+    reason TEXT NOT NULL,
+    value TEXT,
+    status TEXT NOT NULL DEFAULT 'pending' CHECK (status IN ('pending', 'fixed', 'quarantined')),
+    attempts INTEGER NOT NULL DEFAULT 0,
+    fix_id INTEGER,
+    proposed_fix TEXT,
+    run_id TEXT,
+    created_at TEXT NOT NULL DEFAULT (datetime('now')),
+    updated_at TEXT NOT NULL DEFAULT (datetime('now'))
+);
+CREATE INDEX IF NOT EXISTS {KORA_SCHEMA}__error_queue_partition ON {KORA_SCHEMA}__error_queue (table_name, partition_key);
+CREATE TABLE IF NOT EXISTS {KORA_SCHEMA}__partition_ledger (
+    table_name TEXT NOT NULL,
+    partition_key TEXT NOT NULL,
+    source_rows INTEGER NOT NULL,
+    landed_rows INTEGER NOT NULL,
+    queued_rows INTEGER NOT NULL,
+    seconds REAL NOT NULL,
+    run_id TEXT,
+    worker TEXT,
+    updated_at TEXT NOT NULL DEFAULT (datetime('now')),
+    PRIMARY KEY (table_name, partition_key)
+);
+"""
+
+
+def bookkeeping_table(db: Database, name: str) -> str:
+    """Qualified name of a bookkeeping table (a ``kora`` schema, or a prefix on SQLite)."""
+    return f"{KORA_SCHEMA}__{name}" if db.dialect == "sqlite" else f"{KORA_SCHEMA}.{name}"
+
+
+def bookkeeping_ddl(db: Database) -> list[str]:
+    text = _SQLITE if db.dialect == "sqlite" else _PG
+    return [s.strip() for s in text.split(";") if s.strip()]

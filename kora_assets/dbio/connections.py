@@ -1,0 +1,117 @@
+"""Turning plan URLs into live connections, with errors that say which database failed and why.
+
+URLs in a plan are templates (``${VAR}``); they are resolved here, at connection time, so the
+resolved secret never sits in Dagster config, metadata or logs.
+"""
+from __future__ import annotations
+
+import functools
+import sqlite3
+from dataclasses import dataclass
+from urllib.parse import unquote
+
+import sqlalchemy as sa
+from sqlalchemy.engine import URL, make_url
+
+from kora_assets.naming import redact_url
+from kora_assets.plan.loader import resolve_env
+
+
+class DatabaseUnreachable(RuntimeError):
+    """The database did not answer; the message names it (without password) and the cause."""
+
+
+@dataclass(frozen=True)
+class Database:
+    """One side of a migration: its dialect, a SQLAlchemy engine, and native fast paths."""
+
+    template: str
+    role: str = "database"
+
+    @functools.cached_property
+    def url(self) -> URL:
+        raw = resolve_env(self.template, what=f"{self.role} url")
+        try:
+            url = make_url(raw)
+        except Exception:
+            raise DatabaseUnreachable(f"{self.role} URL {redact_url(raw)!r} is not a valid database URL "
+                                      "(expected e.g. postgresql://user@host:5432/db, mysql://root@host/db, sqlite:///file.db)") from None
+        return _with_driver(url)
+
+    @property
+    def dialect(self) -> str:
+        name = self.url.get_backend_name()
+        return {"mariadb": "mysql"}.get(name, name)
+
+    @property
+    def display(self) -> str:
+        return self.url.render_as_string(hide_password=True)
+
+    @functools.cached_property
+    def engine(self) -> sa.Engine:
+        kw = {"pool_pre_ping": True}
+        if self.dialect == "postgresql":
+            kw["connect_args"] = {"connect_timeout": 10}
+        elif self.dialect == "mysql":
+            kw["connect_args"] = {"connect_timeout": 10, "local_infile": True}
+        return sa.create_engine(self.url, **kw)
+
+    def check(self) -> None:
+        """Connect once; raise DatabaseUnreachable with a specific reason."""
+        if self.dialect == "sqlite" and self.role == "source":
+            path = self.url.database
+            import os
+
+            if not path or (path != ":memory:" and not os.path.exists(path)):
+                raise DatabaseUnreachable(f"{self.role} SQLite file {path!r} does not exist")
+        try:
+            with self.engine.connect() as c:
+                c.exec_driver_sql("SELECT 1")
+        except Exception as exc:  # the driver's own text is the most specific reason there is
+            reason = str(getattr(exc, "orig", exc)).strip().splitlines()[0]
+            raise DatabaseUnreachable(f"cannot connect to the {self.role} database {self.display}: {reason}") from None
+
+    @property
+    def connectorx_url(self) -> str:
+        """The URL connectorx wants: no SQLAlchemy driver suffix, absolute SQLite paths."""
+        u = self.url
+        if self.dialect == "sqlite":
+            import os
+
+            return "sqlite://" + os.path.abspath(u.database)
+        scheme = {"postgresql": "postgresql", "mysql": "mysql"}[self.dialect]
+        return u.set(drivername=scheme).render_as_string(hide_password=False)
+
+    def psycopg_conninfo(self) -> str:
+        """A libpq conninfo for psycopg 3 (handles socket paths in ``?host=``)."""
+        u = self.url
+        parts = {"dbname": u.database, "user": u.username, "password": u.password,
+                 "host": u.host or u.query.get("host"), "port": u.port}
+        return " ".join(f"{k}={_libpq_quote(str(v))}" for k, v in parts.items() if v)
+
+    def sqlite_connect(self) -> sqlite3.Connection:
+        con = sqlite3.connect(self.url.database, timeout=60, isolation_level=None)
+        con.execute("PRAGMA journal_mode=WAL")
+        return con
+
+    def quote(self, ident: str) -> str:
+        return self.engine.dialect.identifier_preparer.quote_identifier(ident)
+
+    def qualified(self, table: str, schema: str | None) -> str:
+        if schema and self.dialect != "sqlite":
+            return f"{self.quote(schema)}.{self.quote(table)}"
+        return self.quote(table)
+
+
+def _with_driver(url: URL) -> URL:
+    name = url.drivername
+    if name in ("postgresql", "postgres"):
+        return url.set(drivername="postgresql+psycopg")
+    if name in ("mysql", "mariadb"):
+        return url.set(drivername="mysql+pymysql")
+    return url
+
+
+def _libpq_quote(v: str) -> str:
+    v = unquote(v)
+    return "'" + v.replace("\\", "\\\\").replace("'", "\\'") + "'"

@@ -1,0 +1,86 @@
+"""Reading the source in Arrow batches.
+
+connectorx streams query results straight into Arrow without a Python object per value;
+SQLAlchemy is only the fallback for what connectorx cannot read (an exotic dialect, a SQLite
+column whose stored values defy its declared type).
+"""
+from __future__ import annotations
+
+import logging
+from collections.abc import Iterator
+
+import polars as pl
+import pyarrow as pa
+
+from kora_assets.dbio.connections import Database
+
+log = logging.getLogger("kora.source")
+
+
+class SourceReader:
+    def __init__(self, db: Database, schema: str | None = None):
+        self.db, self.schema = db, schema
+
+    def select_sql(self, table: str, columns: list[str], where: str | None) -> str:
+        cols = ", ".join(self.db.quote(c) for c in columns)
+        sql = f"SELECT {cols} FROM {self.db.qualified(table, self.schema)}"
+        return sql + (f" WHERE {where}" if where else "")
+
+    def batches(self, table: str, columns: list[str], where: str | None, batch_rows: int) -> Iterator[pl.DataFrame]:
+        """Stream the selected rows as polars frames of at most ``batch_rows`` rows."""
+        sql = self.select_sql(table, columns, where)
+        try:
+            yield from self._connectorx(sql, batch_rows)
+        except _ConnectorxUnsupported as exc:
+            log.info("connectorx cannot read %s (%s); falling back to SQLAlchemy", table, exc)
+            yield from self._sqlalchemy(sql, columns, batch_rows)
+
+    def _connectorx(self, sql: str, batch_rows: int) -> Iterator[pl.DataFrame]:
+        import connectorx as cx
+
+        try:
+            reader = cx.read_sql(self.db.connectorx_url, sql, return_type="arrow_stream", batch_size=batch_rows)
+        except Exception as exc:
+            raise _ConnectorxUnsupported(str(exc).splitlines()[0]) from None
+        for rb in reader:
+            if rb.num_rows:
+                yield _to_polars(pa.Table.from_batches([rb]))
+
+    def _sqlalchemy(self, sql: str, columns: list[str], batch_rows: int) -> Iterator[pl.DataFrame]:
+        with self.db.engine.connect().execution_options(stream_results=True) as conn:
+            result = conn.exec_driver_sql(sql)
+            while rows := result.fetchmany(batch_rows):
+                cols = list(zip(*rows))
+                yield pl.DataFrame({c: _column(v) for c, v in zip(columns, cols)})
+
+    def count(self, table: str, where: str | None) -> int:
+        sql = f"SELECT COUNT(*) FROM {self.db.qualified(table, self.schema)}" + (f" WHERE {where}" if where else "")
+        with self.db.engine.connect() as c:
+            return int(c.exec_driver_sql(sql).scalar())
+
+    def keys(self, table: str, key_columns: list[str], where: str | None) -> pl.DataFrame:
+        """Just the key columns of the selected rows (for conservation checks)."""
+        sql = self.select_sql(table, key_columns, where)
+        try:
+            import connectorx as cx
+
+            return _to_polars(cx.read_sql(self.db.connectorx_url, sql, return_type="arrow"))
+        except Exception:
+            return pl.concat(list(self._sqlalchemy(sql, key_columns, 500_000)) or
+                             [pl.DataFrame(schema={k: pl.Int64 for k in key_columns})])
+
+
+class _ConnectorxUnsupported(Exception):
+    pass
+
+
+def _to_polars(t: pa.Table) -> pl.DataFrame:
+    # Large strings and decimal256 are what polars expects; dictionary columns are decoded.
+    return pl.from_arrow(t, rechunk=False)  # type: ignore[return-value]
+
+
+def _column(values: tuple) -> pl.Series:
+    try:
+        return pl.Series(values, strict=False)
+    except Exception:
+        return pl.Series([None if v is None else str(v) for v in values], dtype=pl.String)

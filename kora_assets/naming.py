@@ -1,0 +1,21 @@
+"""Names shared by every layer: asset keys, the bookkeeping schema, display-safe URLs."""
+from __future__ import annotations
+
+import dagster as dg
+from sqlalchemy.engine import make_url
+
+#: Schema (PostgreSQL) or table-name prefix (SQLite) holding kora's durable bookkeeping.
+KORA_SCHEMA = "kora"
+
+
+def asset_key(plan_name: str, target_table: str) -> dg.AssetKey:
+    """One asset per migrated table, prefixed by the plan name so plans can share a UI."""
+    return dg.AssetKey([plan_name, target_table])
+
+
+def redact_url(url: str) -> str:
+    """A URL safe for logs and metadata: the password never leaves the process."""
+    try:
+        return make_url(url).render_as_string(hide_password=True)
+    except Exception:
+        return "<unparseable url>"

@@ -1,0 +1,174 @@
+"""``kora init``: reflect a live source schema into a complete, commented plan.
+
+SQLAlchemy's inspector reads tables, columns, keys, foreign keys and indexes from MySQL /
+MariaDB, PostgreSQL and SQLite alike; types are translated into kora's portable
+vocabulary, and big tables get key-range partitions cut at key quantiles so every
+partition is one index range of similar size.
+"""
+from __future__ import annotations
+
+from typing import Any
+
+import sqlalchemy as sa
+import yaml
+from sqlalchemy.dialects import mysql
+
+from kora_assets.dbio.connections import Database
+
+PARTITION_ROWS = 250_000
+
+
+def kora_type(t: sa.types.TypeEngine) -> tuple[str, list[str] | None]:
+    """(kora type, allowed values for enums) for a reflected column type."""
+    if isinstance(t, sa.Enum):
+        vals = list(t.enums)
+        return f"varchar({max((len(v) for v in vals), default=1)})", vals
+    if isinstance(t, mysql.TINYINT) and getattr(t, "display_width", None) == 1:
+        return "boolean", None
+    if isinstance(t, mysql.YEAR):
+        return "smallint", None
+    if isinstance(t, sa.Boolean):
+        return "boolean", None
+    if isinstance(t, sa.BigInteger):
+        return "bigint", None
+    if isinstance(t, sa.SmallInteger) or isinstance(t, (mysql.TINYINT, mysql.MEDIUMINT)):
+        return ("integer" if isinstance(t, mysql.MEDIUMINT) else "smallint"), None
+    if isinstance(t, sa.Integer):
+        return ("bigint" if getattr(t, "unsigned", False) else "integer"), None
+    if isinstance(t, (sa.Float, sa.REAL)) or isinstance(t, sa.Double):
+        return ("real" if isinstance(t, sa.REAL) and not isinstance(t, sa.Double) else "double"), None
+    if isinstance(t, sa.Numeric):
+        if t.precision:
+            return f"numeric({t.precision},{t.scale or 0})", None
+        return "numeric", None
+    if isinstance(t, sa.DateTime):
+        return ("timestamptz" if getattr(t, "timezone", False) else "timestamp"), None
+    if isinstance(t, sa.Date):
+        return "date", None
+    if isinstance(t, sa.Time):
+        return "time", None
+    if isinstance(t, sa.JSON):
+        return "json", None
+    if isinstance(t, sa.Uuid):
+        return "uuid", None
+    if isinstance(t, (sa.LargeBinary, sa.types._Binary)):
+        return "bytes", None
+    if isinstance(t, sa.String):
+        if isinstance(t, sa.CHAR) and t.length:
+            return f"char({t.length})", None
+        if t.length and not isinstance(t, sa.Text):
+            return f"varchar({t.length})", None
+        return "text", None
+    return "text", None
+
+
+def _fk_action(v: str | None) -> str:
+    v = (v or "no action").lower()
+    return v if v in ("no action", "restrict", "cascade", "set null", "set default") else "no action"
+
+
+def _bounds(db: Database, table: str, col: str, rows: int, partition_rows: int, schema: str | None) -> list[int]:
+    """Lower bounds of partitions 2..n at key quantiles (one ordered scan with NTILE)."""
+    n = max(1, -(-rows // partition_rows))
+    if n <= 1:
+        return []
+    q, t = db.quote(col), db.qualified(table, schema)
+    sql = (f"SELECT MIN(k) FROM (SELECT {q} AS k, NTILE({n}) OVER (ORDER BY {q}) AS b FROM {t}) x "
+           f"GROUP BY b ORDER BY 1")
+    try:
+        with db.engine.connect() as c:
+            mins = [int(r[0]) for r in c.exec_driver_sql(sql)]
+    except Exception:  # no window functions: equal-width ranges over [min, max]
+        with db.engine.connect() as c:
+            lo, hi = c.exec_driver_sql(f"SELECT MIN({q}), MAX({q}) FROM {t}").one()
+        step = max(1, (int(hi) - int(lo) + 1) // n)
+        mins = [int(lo) + i * step for i in range(n)]
+    return sorted(set(mins))[1:]
+
+
+def infer_plan(source: Database, target_url: str, *, schema: str | None = None, target_schema: str | None = None,
+               partition_rows: int = PARTITION_ROWS, tables: list[str] | None = None) -> tuple[dict[str, Any], dict[str, int]]:
+    """The plan as data, and row counts per table (for the comments)."""
+    insp = sa.inspect(source.engine)
+    names = [t for t in insp.get_table_names(schema=schema) if not t.startswith(("sqlite_", "kora__"))]
+    if tables:
+        names = [t for t in names if t in tables]
+    counts, out = {}, {}
+    for name in names:
+        with source.engine.connect() as c:
+            counts[name] = int(c.exec_driver_sql(f"SELECT COUNT(*) FROM {source.qualified(name, schema)}").scalar())
+        cols: dict[str, Any] = {}
+        for col in insp.get_columns(name, schema=schema):
+            ktype, allowed = kora_type(col["type"])
+            spec: dict[str, Any] = {"type": ktype}
+            if not col.get("nullable", True):
+                spec["nullable"] = False
+            if allowed:
+                spec["rules"] = {"allowed": allowed}
+            cols[col["name"]] = spec
+        pk = insp.get_pk_constraint(name, schema=schema).get("constrained_columns") or []
+        for k in pk:
+            cols[k]["nullable"] = False
+        t: dict[str, Any] = {"target": name}
+        if pk:
+            t["primary_key"] = pk
+        if len(pk) == 1 and cols[pk[0]]["type"] in ("smallint", "integer", "bigint"):
+            bounds = _bounds(source, name, pk[0], counts[name], partition_rows, schema)
+            t["partitioning"] = {"kind": "key_range", "column": pk[0], "bounds": bounds} if bounds else {"kind": "none"}
+        else:
+            t["partitioning"] = {"kind": "none"}
+        t["columns"] = cols
+        fks = [{"columns": fk["constrained_columns"], "references": fk["referred_table"],
+                "ref_columns": fk["referred_columns"],
+                "on_delete": _fk_action((fk.get("options") or {}).get("ondelete")),
+                "on_update": _fk_action((fk.get("options") or {}).get("onupdate"))}
+               for fk in insp.get_foreign_keys(name, schema=schema) if fk["referred_table"] in names]
+        if fks:
+            t["foreign_keys"] = fks
+        uniques = [u["column_names"] for u in insp.get_unique_constraints(name, schema=schema)]
+        idx = []
+        for ix in insp.get_indexes(name, schema=schema):
+            cols_ = [c for c in ix["column_names"] if c]
+            if not cols_ or cols_ == pk:
+                continue
+            if ix.get("unique") and cols_ not in uniques:
+                uniques.append(cols_)
+            elif not ix.get("unique"):
+                idx.append({"columns": cols_})
+        if uniques:
+            t["unique"] = uniques
+        if idx:
+            t["indexes"] = idx
+        out[name] = t
+    target: dict[str, Any] = {"url": target_url}
+    if target_schema:
+        target["schema"] = target_schema
+    source_ep: dict[str, Any] = {"url": source.template}
+    if schema:
+        source_ep["schema"] = schema
+    return {"version": 1, "name": "kora", "source": source_ep, "target": target,
+            "settings": {"chunk_rows": 100_000, "workers": 2, "lossy_fixes_allowed": False},
+            "tables": out}, counts
+
+
+HEADER = """\
+# kora migration plan, written by `kora init` from {source}.
+# Edit freely: rename tables (target:) and columns (columns.<name>.target:), change target
+# types (e.g. a text column of dates -> date), add transforms (trim, lower, map_values,
+# null_if, parse_date, parse_number, ...) and rules (min, max, regex, allowed).
+# URLs may reference environment variables as ${{VAR}}; keep passwords there.
+# Types: smallint integer bigint boolean real double numeric(p,s) varchar(n) char(n) text
+#        date timestamp timestamptz time bytes json uuid
+"""
+
+
+def render_plan(plan: dict[str, Any], counts: dict[str, int], source_display: str) -> str:
+    """YAML with a comment per table (rows, partitions) above its entry."""
+    head = {k: v for k, v in plan.items() if k != "tables"}
+    text = HEADER.format(source=source_display) + yaml.safe_dump(head, sort_keys=False, width=120) + "tables:\n"
+    for name, t in plan["tables"].items():
+        parts = len(t["partitioning"].get("bounds", [])) + 1
+        text += f"  # {name}: {counts[name]:,} rows, {parts} partition(s)\n"
+        body = yaml.safe_dump({name: t}, sort_keys=False, width=120, allow_unicode=True)
+        text += "".join("  " + line + "\n" for line in body.splitlines())
+    return text

@@ -1,0 +1,149 @@
+"""The migration plan: a typed, validated description of what moves where and how.
+
+The plan is the single source of truth every other layer reads: the asset factory builds
+assets from it, workers compile their transforms and validators from it, checks compare
+source and target as it says they should map.
+"""
+from __future__ import annotations
+
+import datetime as dt
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator
+
+from kora_assets.plan.types import KoraType, parse_type
+from kora_assets.transforms.operators import Operator
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", populate_by_name=True)
+
+
+class Rules(_Strict):
+    """Per-column record rules, checked inline on every row."""
+
+    min: float | None = None
+    max: float | None = None
+    regex: str | None = None
+    allowed: list[str] | None = None
+
+    @field_validator("regex")
+    @classmethod
+    def _compiles(cls, v):
+        if v is not None:
+            import re
+
+            try:
+                re.compile(v)
+            except re.error as exc:
+                raise ValueError(f"regex {v!r} does not compile: {exc}") from None
+        return v
+
+
+class ColumnPlan(_Strict):
+    target: str | None = Field(None, description="target column name; defaults to the source name")
+    type: str = Field(description="target type in kora's vocabulary, e.g. varchar(80), numeric(12,2)")
+    nullable: bool = True
+    transform: list[Operator] = Field(default_factory=list)
+    rules: Rules = Field(default_factory=Rules)
+    default: str | int | float | bool | None = Field(None, description="target DDL default")
+    semantic: str | None = Field(None, description="semantic type (e.g. email); 'off' disables")
+
+    @field_validator("type")
+    @classmethod
+    def _type_parses(cls, v):
+        parse_type(v)
+        return v
+
+    @property
+    def ktype(self) -> KoraType:
+        return parse_type(self.type)
+
+
+class ForeignKey(_Strict):
+    columns: list[str] = Field(min_length=1)
+    references: str = Field(description="source name of the parent table")
+    ref_columns: list[str] = Field(min_length=1)
+    on_delete: Literal["no action", "restrict", "cascade", "set null", "set default"] = "no action"
+    on_update: Literal["no action", "restrict", "cascade", "set null", "set default"] = "no action"
+    name: str | None = None
+
+
+class Index(_Strict):
+    columns: list[str] = Field(min_length=1)
+    unique: bool = False
+    name: str | None = None
+
+
+class Partitioning(_Strict):
+    """How a table splits into Dagster partitions.
+
+    ``key_range``: static partitions over the primary key; ``bounds`` are the lower bounds of
+    partitions 2..n (partition 1 is open below, the last open above), so every key lands in
+    exactly one partition and each partition reads one index range.
+    ``time``: daily or monthly windows over a timestamp column, for tables that keep growing.
+    ``none``: the table is a single partition.
+    """
+
+    kind: Literal["key_range", "time", "none"] = "none"
+    column: str | None = None
+    bounds: list[int] = Field(default_factory=list)
+    granularity: Literal["daily", "monthly"] = "monthly"
+    start: dt.date | None = None
+
+    @field_validator("bounds")
+    @classmethod
+    def _sorted(cls, v):
+        if any(b <= a for a, b in zip(v, v[1:])):
+            raise ValueError("bounds must be strictly increasing")
+        return v
+
+
+class TablePlan(_Strict):
+    target: str | None = None
+    group: str | None = Field(None, description="Dagster asset group; defaults to the plan name")
+    primary_key: list[str] = Field(default_factory=list)
+    columns: dict[str, ColumnPlan] = Field(min_length=1)
+    foreign_keys: list[ForeignKey] = Field(default_factory=list)
+    unique: list[list[str]] = Field(default_factory=list)
+    indexes: list[Index] = Field(default_factory=list)
+    partitioning: Partitioning = Field(default_factory=Partitioning)
+    chunk_rows: int | None = Field(None, gt=0)
+
+    def target_column(self, source_column: str) -> str:
+        return self.columns[source_column].target or source_column
+
+
+class Endpoint(_Strict):
+    url: str = Field(description="SQLAlchemy-style URL; ${VAR} references environment variables")
+    schema_: str | None = Field(None, alias="schema")
+
+
+class Settings(_Strict):
+    chunk_rows: int = Field(100_000, gt=0)
+    workers: int = Field(2, ge=1, le=256)
+    lossy_fixes_allowed: bool = False
+    max_fix_attempts: int = Field(3, ge=1)
+    detect_mojibake: bool = True
+
+
+class Plan(_Strict):
+    version: Literal[1] = 1
+    name: str = "kora"
+    source: Endpoint
+    target: Endpoint
+    settings: Settings = Field(default_factory=Settings)
+    tables: dict[str, TablePlan] = Field(min_length=1)
+    query_log: str | None = Field(None, description="file of SQL the application ran (replay checks)")
+
+    def target_name(self, table: str) -> str:
+        return self.tables[table].target or table
+
+    def table_by_target(self, target: str) -> str:
+        for name in self.tables:
+            if self.target_name(name) == target:
+                return name
+        raise KeyError(target)
+
+    def dump(self) -> dict[str, Any]:
+        return self.model_dump(mode="json", by_alias=True, exclude_none=True)

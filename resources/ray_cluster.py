@@ -1,0 +1,33 @@
+"""Ray: a local instance started for you, or an existing cluster by address.
+
+``RAY_AUTH_MODE`` is decided explicitly for the local instance (token auth off on a private
+loopback-only head); a cluster you point at keeps its own setting.
+"""
+from __future__ import annotations
+
+import os
+
+import dagster as dg
+from pydantic import Field
+
+
+class RayResource(dg.ConfigurableResource):
+    """Where kora's worker actors run."""
+
+    address: str | None = Field(None, description="ray://host:10001 or host:6379 of an existing cluster; default: KORA_RAY_ADDRESS or a local Ray")
+    num_workers: int | None = Field(None, description="worker actors; default: the plan's settings.workers")
+    num_cpus: int | None = Field(None, description="CPUs for a local Ray (default: all)")
+
+    def ensure(self) -> None:
+        import ray
+
+        if ray.is_initialized():
+            return
+        address = self.address or os.environ.get("KORA_RAY_ADDRESS")
+        runtime_env = {"env_vars": {k: v for k, v in os.environ.items() if k.startswith("KORA_")}}
+        if address:
+            ray.init(address=address, runtime_env=runtime_env, log_to_driver=False)
+            return
+        os.environ.setdefault("RAY_AUTH_MODE", "disabled")
+        ray.init(num_cpus=self.num_cpus, include_dashboard=False, log_to_driver=False,
+                 configure_logging=False, runtime_env=runtime_env, _node_ip_address="127.0.0.1")
