@@ -8,6 +8,7 @@ the error class and a reason a steward can read.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import NamedTuple
 
 import polars as pl
 
@@ -17,6 +18,7 @@ from kora_assets.transforms.compiler import CompiledColumn, TableTransform
 from kora_assets.transforms.operators import MOJIBAKE_PATTERN
 
 ERROR_COLUMNS = ["primary_key", "row", "column_name", "error_class", "reason", "value"]
+AUDIT_COLUMNS = ["primary_key", "column_name", "before", "after", "fix_id"]
 FK_OK = "__fk_ok_{}"
 _VALUE_CHARS = 200
 
@@ -86,6 +88,20 @@ def column_checks(c: CompiledColumn, tp: TablePlan, settings: Settings) -> list[
     return checks
 
 
+class Split(NamedTuple):
+    valid: pl.DataFrame  # target-shaped rows that passed every check
+    errors: pl.DataFrame  # ERROR_COLUMNS, one row per failed source row
+    audits: pl.DataFrame  # AUDIT_COLUMNS, one row per value a learned fix changed in a valid row
+
+
+def _any(exprs: list[pl.Expr]) -> pl.Expr:
+    return pl.any_horizontal([e.fill_null(False) for e in exprs]) if exprs else pl.lit(False)
+
+
+def _first_class(checks: list[RecordCheck]) -> pl.Expr:
+    return pl.coalesce([pl.when(ck.fails.fill_null(False)).then(ck.error_class) for ck in checks])
+
+
 @dataclass
 class RecordValidator:
     """All record checks of a table, compiled against its transform."""
@@ -95,7 +111,7 @@ class RecordValidator:
 
     def __post_init__(self):
         tp = self.transform.plan
-        self.by_source = {c.source: c for c in self.transform.columns}
+        self.by_source = self.transform.by_source
         self.checks = [ck for c in self.transform.columns for ck in column_checks(c, tp, self.settings)]
         pk = [self.by_source[k] for k in tp.primary_key]
         if pk:
@@ -112,20 +128,51 @@ class RecordValidator:
                                    _lit(f" has no parent row in {fk.references}.{fk.ref_columns[0]}")]),
                     _raw_text(col)))
 
-    def split(self, df: pl.DataFrame) -> tuple[pl.DataFrame, pl.DataFrame]:
-        """Valid target rows, and error rows (``ERROR_COLUMNS``) for the queue."""
+    @property
+    def fixed_columns(self) -> list[CompiledColumn]:
+        cols = {f.column for f in self.transform.fixes}
+        return [c for c in self.transform.columns if c.source in cols]
+
+    def apply_fixes(self, lf: pl.LazyFrame) -> pl.LazyFrame:
+        """Try each learned fix on the values of its column that fail with its error class.
+
+        A fixed value replaces the original only if it then passes every check of the column;
+        ``__fix<i>`` remembers which fix changed it, for the audit trail.
+        """
+        tp, settings = self.transform.plan, self.settings
+        if not self.transform.fixes:
+            return lf
+        lf = lf.with_columns([pl.lit(None, dtype=pl.Int64).alias(c.fixed_by) for c in self.fixed_columns])
+        for n, fix in enumerate(self.transform.fixes):
+            c = self.by_source[fix.column]
+            cand = c.in_slot(f"f{n}_")
+            current = column_checks(c, tp, settings)
+            lf = self.transform.apply_candidate(lf, cand, fix.ops)
+            take = ((_first_class(current) == fix.error_class).fill_null(False)
+                    & ~_any([ck.fails for ck in column_checks(cand, tp, settings)])
+                    & pl.col(c.fixed_by).is_null())
+            lf = lf.with_columns(
+                pl.when(take).then(pl.col(cand.t).cast(pl.String)).otherwise(pl.col(c.t).cast(pl.String)).alias(c.t),
+                pl.when(take).then(pl.col(cand.o)).otherwise(pl.col(c.o)).alias(c.o),
+                pl.when(take).then(pl.lit(fix.fix_id, dtype=pl.Int64)).otherwise(pl.col(c.fixed_by)).alias(c.fixed_by),
+            ).drop(cand.t, cand.o)
+        return lf
+
+    def split(self, df: pl.DataFrame) -> Split:
+        """Valid target rows, error rows (``ERROR_COLUMNS``) and audit rows of applied fixes."""
         tp = self.transform.plan
         first = pl.coalesce([pl.when(ck.fails.fill_null(False)).then(pl.lit(i, dtype=pl.Int32))
                              for i, ck in enumerate(self.checks)]).alias("__err")
         df = df.with_columns(first)
-        valid = self.transform.output_frame(df.filter(pl.col("__err").is_null()))
+        ok = df.filter(pl.col("__err").is_null())
+        valid = self.transform.output_frame(ok)
+        audits = self._audits(ok)
         bad = df.filter(pl.col("__err").is_not_null())
         if bad.height == 0:
-            return valid, pl.DataFrame(schema={c: pl.String for c in ERROR_COLUMNS})
+            return Split(valid, pl.DataFrame(schema={c: pl.String for c in ERROR_COLUMNS}), audits)
         pick = lambda f: pl.coalesce([pl.when(pl.col("__err") == i).then(f(ck)) for i, ck in enumerate(self.checks)])  # noqa: E731
-        pk_cols = tp.primary_key or self.transform.source_columns
         errors = bad.select(
-            pl.struct([pl.col(c) for c in pk_cols]).struct.json_encode().alias("primary_key"),
+            self._key_json().alias("primary_key"),
             pl.struct([_json_safe(pl.col(c), bad.schema[c]) for c in self.transform.source_columns])
             .struct.json_encode().alias("row"),
             pick(lambda ck: _lit(ck.column)).alias("column_name"),
@@ -133,7 +180,25 @@ class RecordValidator:
             pick(lambda ck: ck.reason).alias("reason"),
             pick(lambda ck: ck.value.cast(pl.String, strict=False).str.slice(0, _VALUE_CHARS)).alias("value"),
         )
-        return valid, errors
+        return Split(valid, errors, audits)
+
+    def _key_json(self) -> pl.Expr:
+        tp = self.transform.plan
+        return pl.struct([pl.col(c) for c in (tp.primary_key or self.transform.source_columns)]).struct.json_encode()
+
+    def _audits(self, ok: pl.DataFrame) -> pl.DataFrame:
+        parts = [
+            ok.filter(pl.col(c.fixed_by).is_not_null()).select(
+                self._key_json().alias("primary_key"), _lit(c.target).alias("column_name"),
+                pl.col(c.source).cast(pl.String, strict=False).alias("before"),
+                pl.col(c.o).cast(pl.String, strict=False).alias("after"), pl.col(c.fixed_by).alias("fix_id"))
+            for c in self.fixed_columns
+        ]
+        parts = [p for p in parts if p.height]
+        if not parts:
+            return pl.DataFrame(schema={"primary_key": pl.String, "column_name": pl.String, "before": pl.String,
+                                        "after": pl.String, "fix_id": pl.Int64})
+        return pl.concat(parts)
 
 
 def _json_safe(e: pl.Expr, dtype: pl.DataType) -> pl.Expr:

@@ -1,6 +1,9 @@
 """kora's durable bookkeeping in the target: the error queue, the partition ledger, the fix
 library and the audit trail. Redis only coordinates; these tables remember.
 
+``fix_audit`` keeps the original of every value a fix changed (table, key, column, before,
+after, fix id), so every fix is reversible.
+
 The error queue is a contract other tools read (see README): one row per source row that did
 not land, with the source key and values, the failing column, an error class and a reason.
 ``row`` and ``primary_key`` are ``json`` rather than ``jsonb`` on PostgreSQL because legacy
@@ -47,6 +50,19 @@ CREATE TABLE IF NOT EXISTS {KORA_SCHEMA}.partition_ledger (
     updated_at timestamptz NOT NULL DEFAULT now(),
     PRIMARY KEY (table_name, partition_key)
 );
+CREATE TABLE IF NOT EXISTS {KORA_SCHEMA}.fix_audit (
+    id bigserial PRIMARY KEY,
+    table_name text NOT NULL,
+    partition_key text NOT NULL,
+    primary_key json NOT NULL,
+    column_name text NOT NULL,
+    before text,
+    after text,
+    fix_id bigint,
+    run_id text,
+    created_at timestamptz NOT NULL DEFAULT now()
+);
+CREATE INDEX IF NOT EXISTS fix_audit_partition ON {KORA_SCHEMA}.fix_audit (table_name, partition_key);
 """
 
 _SQLITE = f"""
@@ -80,6 +96,18 @@ CREATE TABLE IF NOT EXISTS {KORA_SCHEMA}__partition_ledger (
     worker TEXT,
     updated_at TEXT NOT NULL DEFAULT (datetime('now')),
     PRIMARY KEY (table_name, partition_key)
+);
+CREATE TABLE IF NOT EXISTS {KORA_SCHEMA}__fix_audit (
+    id INTEGER PRIMARY KEY AUTOINCREMENT,
+    table_name TEXT NOT NULL,
+    partition_key TEXT NOT NULL,
+    primary_key TEXT NOT NULL,
+    column_name TEXT NOT NULL,
+    before TEXT,
+    after TEXT,
+    fix_id INTEGER,
+    run_id TEXT,
+    created_at TEXT NOT NULL DEFAULT (datetime('now'))
 );
 """
 

@@ -19,6 +19,7 @@ from kora_assets.dbio.connections import Database
 
 ERROR_COPY_COLUMNS = ["table_name", "partition_key", "primary_key", "row", "column_name", "error_class",
                       "reason", "value", "run_id"]
+AUDIT_COPY_COLUMNS = ["table_name", "partition_key", "primary_key", "column_name", "before", "after", "fix_id", "run_id"]
 
 
 class PartitionWriter:
@@ -53,6 +54,7 @@ class PartitionWriter:
     def _close(self): ...
     def write(self, df: pl.DataFrame) -> None: ...
     def write_errors(self, errors: pl.DataFrame) -> None: ...
+    def write_audits(self, audits: pl.DataFrame) -> None: ...
     def existing_keys(self, table: str, column: str, values: list) -> set: ...
     def record_ledger(self, source_rows: int, seconds: float, worker: str) -> None: ...
 
@@ -102,6 +104,12 @@ class PostgresPartitionWriter(PartitionWriter):
         ).select(ERROR_COPY_COLUMNS)
         self._copy_csv(bookkeeping_table(self.db, "error_queue"), ERROR_COPY_COLUMNS, df)
         self.queued += df.height
+
+    def write_audits(self, audits: pl.DataFrame) -> None:
+        if audits.height:
+            df = _tagged(audits, self).with_columns(
+                pl.col("before").str.replace_all("\x00", "\u2400", literal=True)).select(AUDIT_COPY_COLUMNS)
+            self._copy_csv(bookkeeping_table(self.db, "fix_audit"), AUDIT_COPY_COLUMNS, df)
 
     def existing_keys(self, table: str, column: str, values: list) -> set:
         if not values:
@@ -174,6 +182,11 @@ class SqlitePartitionWriter(PartitionWriter):
             self._insert(bookkeeping_table(self.db, "error_queue"), ERROR_COPY_COLUMNS, df)
             self.queued += df.height
 
+    def write_audits(self, audits):
+        if audits.height:
+            self._insert(bookkeeping_table(self.db, "fix_audit"), AUDIT_COPY_COLUMNS,
+                         _tagged(audits, self).select(AUDIT_COPY_COLUMNS))
+
     def existing_keys(self, table, column, values):
         if not values:
             return set()
@@ -203,6 +216,11 @@ def partition_writer(db: Database, **kw) -> PartitionWriter:
     if db.dialect == "sqlite":
         return SqlitePartitionWriter(db, **kw)
     raise NotImplementedError(f"target dialect {db.dialect!r} is not supported yet (PostgreSQL and SQLite are)")
+
+
+def _tagged(df: pl.DataFrame, w: PartitionWriter) -> pl.DataFrame:
+    return df.with_columns(pl.lit(w.plan_table).alias("table_name"), pl.lit(w.partition_key).alias("partition_key"),
+                           pl.lit(w.run_id).alias("run_id"))
 
 
 def _csv_ready(df: pl.DataFrame) -> pl.DataFrame:

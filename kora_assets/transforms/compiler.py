@@ -19,6 +19,21 @@ from kora_assets.transforms.operators import apply_chain
 
 
 @dataclass(frozen=True)
+class LearnedFix:
+    """A fix the recovery loop proved on samples: an operator chain for one column and error class.
+
+    It is tried only on values of that column that fail validation, starting from the raw
+    source value, and kept only where the result then passes: rows that were fine are never
+    touched, by construction.
+    """
+
+    fix_id: int
+    column: str  # source column
+    error_class: str
+    ops: tuple = ()
+
+
+@dataclass(frozen=True)
 class CompiledColumn:
     index: int
     source: str
@@ -26,15 +41,22 @@ class CompiledColumn:
     ktype: KoraType
     nullable: bool
     plan_ops: tuple = ()
-    fallbacks: tuple = ()  # learned fixes: op chains tried only where the plan's chain fails
+    slot: str = ""  # "" for the plan's values; a fix slot names a candidate's columns
 
     @property
     def t(self) -> str:
-        return f"__t{self.index}"
+        return f"__t{self.slot}{self.index}"
 
     @property
     def o(self) -> str:
-        return f"__o{self.index}"
+        return f"__o{self.slot}{self.index}"
+
+    @property
+    def fixed_by(self) -> str:
+        return f"__fix{self.index}"
+
+    def in_slot(self, slot: str) -> "CompiledColumn":
+        return CompiledColumn(self.index, self.source, self.target, self.ktype, self.nullable, self.plan_ops, slot)
 
 
 @dataclass
@@ -42,14 +64,14 @@ class TableTransform:
     """The compiled transform of one table."""
 
     plan: TablePlan
-    fallbacks: dict[str, list[tuple]] = field(default_factory=dict)
+    fixes: list[LearnedFix] = field(default_factory=list)
 
     def __post_init__(self):
         self.columns = [
-            CompiledColumn(i, src, self.plan.target_column(src), cp.ktype, cp.nullable,
-                           tuple(cp.transform), tuple(self.fallbacks.get(src, ())))
+            CompiledColumn(i, src, self.plan.target_column(src), cp.ktype, cp.nullable, tuple(cp.transform))
             for i, (src, cp) in enumerate(self.plan.columns.items())
         ]
+        self.by_source = {c.source: c for c in self.columns}
 
     @property
     def source_columns(self) -> list[str]:
@@ -59,22 +81,16 @@ class TableTransform:
         """Add ``__t``/``__o`` columns; the raw source columns stay for error reporting."""
         lf = lf.with_columns([apply_chain(pl.col(c.source), list(c.plan_ops)).alias(c.t) for c in self.columns])
         schema = lf.collect_schema()
-        outs = []
-        for c in self.columns:
-            out = cast_expr(pl.col(c.t), c.ktype, schema[c.t])
-            for chain in c.fallbacks:
-                # A learned fix only touches values the plan's own chain could not convert.
-                fixed = apply_chain(pl.col(c.source), list(chain))
-                out = pl.coalesce([out, _cast_any(fixed, c.ktype)])
-            outs.append(out.cast(c.ktype.polars_dtype(), strict=False).alias(c.o))
-        return lf.with_columns(outs)
+        return lf.with_columns([cast_expr(pl.col(c.t), c.ktype, schema[c.t]).cast(c.ktype.polars_dtype(), strict=False)
+                                .alias(c.o) for c in self.columns])
+
+    def apply_candidate(self, lf: pl.LazyFrame, column: CompiledColumn, ops: tuple) -> pl.LazyFrame:
+        """Compute a fix chain's values for ``column`` into its slot columns (raw -> ops -> cast)."""
+        lf = lf.with_columns(apply_chain(pl.col(column.source), list(ops)).alias(column.t))
+        dtype = lf.collect_schema()[column.t]
+        return lf.with_columns(cast_expr(pl.col(column.t), column.ktype, dtype)
+                               .cast(column.ktype.polars_dtype(), strict=False).alias(column.o))
 
     def output_frame(self, df: pl.DataFrame) -> pl.DataFrame:
         """The target-shaped frame: ``__o`` columns renamed to target columns."""
         return df.select([pl.col(c.o).alias(c.target) for c in self.columns])
-
-
-def _cast_any(e: pl.Expr, kt: KoraType) -> pl.Expr:
-    """Cast an expression whose dtype is only known at run time (fix chains start from raw)."""
-    target = kt.polars_dtype()
-    return e.cast(pl.String, strict=False).pipe(lambda s: cast_expr(s, kt, pl.String())).cast(target, strict=False)

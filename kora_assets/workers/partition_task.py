@@ -18,7 +18,7 @@ from kora_assets.dbio.source import SourceReader
 from kora_assets.dbio.target import partition_writer
 from kora_assets.partitions import predicate
 from kora_assets.plan.model import Plan
-from kora_assets.transforms.compiler import TableTransform
+from kora_assets.transforms.compiler import LearnedFix, TableTransform
 
 
 @dataclass(frozen=True)
@@ -46,6 +46,7 @@ class PartitionResult:
     seconds: float = 0.0
     worker: str = ""
     error: str | None = None
+    fixed_inline: int = 0  # values changed by learned fixes (each audited)
     error_classes: dict[str, int] = field(default_factory=dict)
 
     def to_dict(self) -> dict:
@@ -58,11 +59,11 @@ class TableRunner:
 
     plan: Plan
     table: str
-    fallbacks: dict[str, list[tuple]] = field(default_factory=dict)
+    fixes: list[LearnedFix] = field(default_factory=list)
 
     def __post_init__(self):
         self.tp = self.plan.tables[self.table]
-        self.transform = TableTransform(self.tp, self.fallbacks)
+        self.transform = TableTransform(self.tp, [f for f in self.fixes if f.column in self.tp.columns])
         self.validator = RecordValidator(self.transform, self.plan.settings)
 
     def run(self, task: PartitionTask, source: Database, target: Database, worker: str = "") -> PartitionResult:
@@ -82,11 +83,13 @@ class TableRunner:
         with writer as w:
             for batch in reader.batches(self.table, self.transform.source_columns, src_where, chunk):
                 result.source_rows += batch.height
-                df = self.transform.apply(batch.lazy()).collect()
+                df = self.validator.apply_fixes(self.transform.apply(batch.lazy())).collect()
                 df = self._flag_orphans(df, w, target)
-                valid, errors = self.validator.split(df)
+                valid, errors, audits = self.validator.split(df)
                 w.write(valid)
                 w.write_errors(errors)
+                w.write_audits(audits)
+                result.fixed_inline += audits.height
                 for cls, n in errors.group_by("error_class").len().iter_rows():
                     result.error_classes[cls] = result.error_classes.get(cls, 0) + n
             result.seconds = time.perf_counter() - t0
