@@ -1,0 +1,82 @@
+"""Plan loading: a bad plan names the file, the line, the place and the problem."""
+from __future__ import annotations
+
+import pytest
+
+from kora_assets.plan import PlanError, load_order, parse_plan
+from kora_assets.plan.types import parse_type
+
+BASE = """\
+source: {url: "sqlite:///src.db"}
+target: {url: "postgresql://postgres@127.0.0.1/t"}
+tables:
+  customers:
+    primary_key: [id]
+    columns:
+      id: {type: integer}
+      name: {type: varchar(20)}
+  orders:
+    primary_key: [id]
+    columns:
+      id: {type: integer}
+      customer_id: {type: integer}
+    foreign_keys:
+      - {columns: [customer_id], references: customers, ref_columns: [id]}
+"""
+
+
+def _error(text: str) -> str:
+    with pytest.raises(PlanError) as ei:
+        parse_plan(text, source="plan.yaml")
+    return str(ei.value)
+
+
+def test_valid_plan_orders_parents_first():
+    plan = parse_plan(BASE)
+    assert load_order(plan) == ["customers", "orders"]
+    assert plan.tables["customers"].columns["name"].ktype.length == 20
+
+
+def test_unknown_column_points_at_its_line_and_suggests():
+    msg = _error(BASE.replace("columns: [customer_id]", "columns: [custmer_id]"))
+    assert "plan.yaml:15: tables.orders.foreign_keys.0.columns.0: unknown column 'custmer_id' in table 'orders'; did you mean 'customer_id'?" in msg
+
+
+def test_bad_type_names_the_known_types():
+    msg = _error(BASE.replace("name: {type: varchar(20)}", "name: {type: varchr(20)}"))
+    assert "plan.yaml:8: tables.customers.columns.name.type: unknown type 'varchr(20)'" in msg
+    assert "numeric(p,s)" in msg
+
+
+def test_fk_cycle_is_explained():
+    text = BASE.replace("      name: {type: varchar(20)}\n", "      name: {type: varchar(20)}\n      last_order: {type: integer}\n    foreign_keys:\n      - {columns: [last_order], references: orders, ref_columns: [id]}\n")
+    msg = _error(text)
+    assert "foreign keys form a cycle that cannot be ordered: customers -> orders -> customers" in msg
+
+
+def test_missing_env_var(monkeypatch):
+    monkeypatch.delenv("KORA_NOPE_PASSWORD", raising=False)
+    msg = _error(BASE.replace("postgresql://postgres@", "postgresql://postgres:${KORA_NOPE_PASSWORD}@"))
+    assert "plan.yaml:2: target.url: environment variable KORA_NOPE_PASSWORD is not set" in msg
+    monkeypatch.setenv("KORA_NOPE_PASSWORD", "s3cret")
+    assert parse_plan(BASE.replace("postgresql://postgres@", "postgresql://postgres:${KORA_NOPE_PASSWORD}@"))
+
+
+def test_unknown_operator_and_field():
+    msg = _error(BASE.replace("name: {type: varchar(20)}", "name: {type: varchar(20), transform: [{op: eval}], nulable: true}"))
+    assert "unknown operator 'eval'" in msg and "nulable: unknown field" in msg
+
+
+def test_unquoted_numeric_in_flow_mapping_gets_a_hint():
+    msg = _error(BASE.replace("name: {type: varchar(20)}", "name: {type: numeric(12,2)}"))
+    assert 'needs quotes, e.g. type: "numeric(12,2)"' in msg
+
+
+def test_not_yaml():
+    assert "plan.yaml:2: (top level): not valid YAML" in _error("a: [1,\nb: ]]")
+
+
+@pytest.mark.parametrize("text,expected", [("varchar(10)", "varchar(10)"), ("DECIMAL(12, 2)", "numeric(12,2)"),
+                                           ("int", "integer"), ("double precision", "double"), ("datetime", "timestamp")])
+def test_type_aliases(text, expected):
+    assert str(parse_type(text)) == expected
