@@ -1,8 +1,8 @@
 """Conservation, proven per partition: source rows = landed rows + rows in the error queue.
 
 Counts alone could balance by accident (a duplicate landed, another row dropped), so the
-check compares the key sets: every source key is landed or queued, exactly once, and
-nothing else is. A checksum of the keys on each side goes to the metadata so it plots.
+check compares the key multisets: every source key is landed or queued exactly as often as
+the source holds it, and nothing else is. A checksum of the keys on each side goes to the metadata so it plots.
 """
 from __future__ import annotations
 
@@ -26,28 +26,33 @@ class Conservation:
     queued_rows: int
     missing: list[str] = field(default_factory=list)  # sample keys neither landed nor queued
     extra: list[str] = field(default_factory=list)  # sample keys landed/queued but not in source
-    both: list[str] = field(default_factory=list)  # sample keys landed AND queued
     missing_n: int = 0
     extra_n: int = 0
-    both_n: int = 0
     source_checksum: str = ""
     accounted_checksum: str = ""
 
     @property
     def passed(self) -> bool:
         return (self.source_rows == self.landed_rows + self.queued_rows
-                and not (self.missing_n or self.extra_n or self.both_n))
+                and not (self.missing_n or self.extra_n))
 
 
-def _key_strings(df: pl.DataFrame, names: list[str]) -> pl.Series:
-    if df.height == 0:
-        return pl.Series("k", [], dtype=pl.String)
-    cols = [pl.col(c).cast(pl.Int64) if df.schema[c].is_integer() else pl.col(c).cast(pl.String) for c in df.columns]
-    return df.select(pl.struct([c.alias(n) for c, n in zip(cols, names)]).struct.json_encode().alias("k")).to_series()
+def _normalise(df: pl.DataFrame, names: list[str]) -> pl.DataFrame:
+    """Key frames from different databases made comparable: same names, ints as Int64, else text."""
+    df = df.rename(dict(zip(df.columns, names)))
+    return df.select([pl.col(c).cast(pl.Int64) if df.schema[c].is_integer() else pl.col(c).cast(pl.String)
+                      for c in names])
 
 
-def _checksum(keys: pl.Series) -> str:
-    return f"{int(keys.hash(seed=7).cast(pl.UInt64).sum() or 0) % (1 << 64):016x}" if keys.len() else "0" * 16
+def _checksum(keys: pl.DataFrame) -> str:
+    if keys.height == 0:
+        return "0" * 16
+    h = keys.select(pl.struct(pl.all()).hash(seed=7).alias("h"))["h"]
+    return f"{int((h % (1 << 61)).sum()) % (1 << 64):016x}"
+
+
+def _sample(df: pl.DataFrame) -> list[str]:
+    return df.head(10).select(pl.struct(pl.all()).struct.json_encode()).to_series().to_list()
 
 
 def check_partition(plan: Plan, table: str, partition_key: str, source: Database, target: Database) -> Conservation:
@@ -61,28 +66,28 @@ def check_partition(plan: Plan, table: str, partition_key: str, source: Database
         src_n = SourceReader(source, plan.source.schema_).count(table, src_where)
         tgt_n = SourceReader(target, plan.target.schema_).count(plan.target_name(table), tgt_where)
         return Conservation(partition_key, src_n, tgt_n, len(queued))
-    src = _key_strings(SourceReader(source, plan.source.schema_).keys(table, pk, src_where), pk)
-    tgt_reader = SourceReader(target, plan.target.schema_)
-    landed = _key_strings(tgt_reader.keys(plan.target_name(table), [tp.target_column(k) for k in pk], tgt_where), pk)
-    q = _normalise_json_keys(pl.Series("k", queued, dtype=pl.String), pk)
-    src_set = pl.DataFrame({"k": src}).unique()
-    acc = pl.concat([pl.DataFrame({"k": landed}), pl.DataFrame({"k": q})])
-    missing = src_set.join(acc.unique(), on="k", how="anti")["k"]
-    extra = acc.unique().join(src_set, on="k", how="anti")["k"]
-    both = pl.DataFrame({"k": landed}).join(pl.DataFrame({"k": q}), on="k", how="semi")["k"]
+    src = _normalise(SourceReader(source, plan.source.schema_).keys(table, pk, src_where), pk)
+    landed = _normalise(SourceReader(target, plan.target.schema_).keys(
+        plan.target_name(table), [tp.target_column(k) for k in pk], tgt_where), pk)
+    if queued:
+        q = pl.Series("k", queued, dtype=pl.String).str.json_decode().struct.unnest()
+        q = _normalise(q.select([c for c in pk]), pk)
+    else:
+        q = landed.clear()
+    if q.schema != landed.schema:  # e.g. a text key that JSON decoded as numbers
+        q = q.cast(landed.schema)
+    accounted = pl.concat([landed, q])
+    # Multisets, not sets: a source duplicate lands once and is queued once, and that balances.
+    diff = (src.group_by(pk).len("n_src")
+            .join(accounted.group_by(pk).len("n_acc"), on=pk, how="full", coalesce=True, nulls_equal=True)
+            .with_columns(pl.col("n_src").fill_null(0), pl.col("n_acc").fill_null(0)))
+    missing = diff.filter(pl.col("n_src") > pl.col("n_acc"))
+    extra = diff.filter(pl.col("n_acc") > pl.col("n_src"))
     return Conservation(
-        partition_key, src.len(), landed.len(), q.len(),
-        missing.head(10).to_list(), extra.head(10).to_list(), both.head(10).to_list(),
-        missing.len(), extra.len(), both.len(), _checksum(src), _checksum(acc["k"]))
-
-
-def _normalise_json_keys(q: pl.Series, pk: list[str]) -> pl.Series:
-    """Queue keys were written from source values; re-encode them like the landed ones."""
-    if q.len() == 0:
-        return q
-    decoded = q.str.json_decode()
-    df = decoded.struct.unnest()
-    return _key_strings(df.select(pk), pk)
+        partition_key, src.height, landed.height, q.height,
+        _sample(missing.select(pk)), _sample(extra.select(pk)),
+        int((missing["n_src"] - missing["n_acc"]).sum()), int((extra["n_acc"] - extra["n_src"]).sum()),
+        _checksum(src), _checksum(accounted))
 
 
 def _queued_keys(target: Database, table: str, partition_key: str) -> list[str]:

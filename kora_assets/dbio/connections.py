@@ -80,7 +80,11 @@ class Database:
 
             return "sqlite://" + os.path.abspath(u.database)
         scheme = {"postgresql": "postgresql", "mysql": "mysql"}[self.dialect]
-        return u.set(drivername=scheme).render_as_string(hide_password=False)
+        if not u.host and u.query.get("host"):  # a Unix socket: connectorx wants a host beside ?host=
+            u = u.set(host="localhost")
+        text = u.set(drivername=scheme).render_as_string(hide_password=False)
+        base, _, query = text.partition("?")
+        return base + ("?" + unquote(query) if query else "")
 
     def psycopg_conninfo(self) -> str:
         """A libpq conninfo for psycopg 3 (handles socket paths in ``?host=``)."""

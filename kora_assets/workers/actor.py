@@ -12,6 +12,7 @@ import ray
 
 from kora_assets.dbio.connections import Database
 from kora_assets.plan.model import Plan
+from kora_assets.recovery.broadcast import WorkerFixes
 from kora_assets.workers.partition_task import PartitionResult, TableRunner
 from kora_assets.workers.queue import TaskQueue
 
@@ -23,6 +24,8 @@ class MigrationWorker:
         self.runners: dict[str, TableRunner] = {}
         self.source = Database(self.plan.source.url, "source")
         self.target = Database(self.plan.target.url, "target")
+        # learned fixes: the library's (re-read when it changes) + signed broadcasts
+        self.fixes = WorkerFixes(self.plan, on_new=self._hot_swap)
 
     def pid(self) -> int:
         return os.getpid()
@@ -33,9 +36,10 @@ class MigrationWorker:
     def drain(self, redis_url: str, run_key: str) -> int:
         """Work until no task is left; returns how many this worker ran."""
         q, n = TaskQueue(redis_url, run_key), 0
+        self.fixes.listen(redis_url)
         while (task := q.pull(self.name, prefer=list(self.runners))) is not None:
             try:
-                runner = self.runners.get(task.table) or self.runners.setdefault(task.table, TableRunner(self.plan, task.table))
+                runner = self._runner(task.table)
                 result = runner.run(task, self.source, self.target, worker=self.name)
             except Exception as exc:  # reported per partition; the run decides what fails
                 result = PartitionResult(task.table, task.partition_key, worker=self.name,
@@ -43,6 +47,20 @@ class MigrationWorker:
             q.ack(self.name, task, result.to_dict())
             n += 1
         return n
+
+    def _runner(self, table: str) -> TableRunner:
+        fixes = self.fixes.for_table(table)
+        runner = self.runners.get(table)
+        if runner is None or runner.fixes != fixes:
+            runner = self.runners[table] = TableRunner(self.plan, table, fixes)
+        return runner
+
+    def _hot_swap(self, table: str) -> None:
+        """A broadcast fix arrived: a running partition's later chunks already apply it."""
+        runner = self.runners.get(table)
+        if runner is not None:
+            fresh = TableRunner(self.plan, table, self.fixes.for_table(table, refresh=False))
+            runner.fixes, runner.validator, runner.transform = fresh.fixes, fresh.validator, fresh.transform
 
 
 def _describe(exc: BaseException) -> str:

@@ -92,9 +92,9 @@ class TableRunner:
                 result.fixed_inline += audits.height
                 for cls, n in errors.group_by("error_class").len().iter_rows():
                     result.error_classes[cls] = result.error_classes.get(cls, 0) + n
-            result.seconds = time.perf_counter() - t0
-            w.record_ledger(result.source_rows, result.seconds, result.worker)
+            w.record_ledger(result.source_rows, time.perf_counter() - t0, result.worker)
         result.landed, result.queued = w.landed, w.queued
+        result.seconds = time.perf_counter() - t0  # including the merge and the commit
         return result
 
     def _flag_orphans(self, df: pl.DataFrame, w, target: Database) -> pl.DataFrame:
