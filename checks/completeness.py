@@ -69,6 +69,8 @@ def check_partition(plan: Plan, table: str, partition_key: str, source: Database
     src = _normalise(SourceReader(source, plan.source.schema_).keys(table, pk, src_where), pk)
     landed = _normalise(SourceReader(target, plan.target.schema_).keys(
         plan.target_name(table), [tp.target_column(k) for k in pk], tgt_where), pk)
+    if src.schema != landed.schema:  # a TEXT source key ('42') landed as an integer key (42)
+        src = src.cast(landed.schema, strict=False)
     if queued:
         q = pl.Series("k", queued, dtype=pl.String).str.json_decode().struct.unnest()
         q = _normalise(q.select([c for c in pk]), pk)

@@ -85,6 +85,11 @@ def column_checks(c: CompiledColumn, tp: TablePlan, settings: Settings) -> list[
     if rules.allowed is not None:
         checks.append(RecordCheck(c.target, ~out.cast(pl.String).is_in(rules.allowed), _lit("enum.unknown_value"),
                                   pl.concat_str([_quoted(raw), _lit(f" is not one of the allowed values of {c.target}")]), raw))
+    # semantic plausibility (semantic.implausible): the plan's semantic type, else the one inferred once
+    # per table by checks.semantic.runtime.prime_table; 'off' disables. A registry lookup, not inference.
+    from checks.semantic.runtime import semantic_checks
+
+    checks.extend(semantic_checks(c, tp, settings))
     return checks
 
 
@@ -120,13 +125,13 @@ class RecordValidator:
                 _lit("constraint.unique"), _lit("duplicate primary key within the source partition"),
                 pl.struct([pl.col(c.source) for c in pk]).struct.json_encode()))
         for i, fk in enumerate(tp.foreign_keys):
-            if len(fk.columns) == 1:
-                col = self.by_source[fk.columns[0]]
-                self.checks.append(RecordCheck(
-                    col.target, ~pl.col(FK_OK.format(i)).fill_null(True), _lit("fk_orphan"),
-                    pl.concat_str([_quoted(_raw_text(col)),
-                                   _lit(f" has no parent row in {fk.references}.{fk.ref_columns[0]}")]),
-                    _raw_text(col)))
+            cols = [self.by_source[c] for c in fk.columns]
+            raw = (_raw_text(cols[0]) if len(cols) == 1
+                   else pl.struct([pl.col(c.source) for c in cols]).struct.json_encode())
+            self.checks.append(RecordCheck(
+                ",".join(c.target for c in cols), ~pl.col(FK_OK.format(i)).fill_null(True), _lit("fk_orphan"),
+                pl.concat_str([_quoted(raw), _lit(f" has no parent row in {fk.references}"
+                                                  f"({', '.join(fk.ref_columns)})")]), raw))
 
     @property
     def fixed_columns(self) -> list[CompiledColumn]:

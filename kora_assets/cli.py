@@ -20,7 +20,17 @@ from kora_assets.errors import explain
 EXIT_USAGE, EXIT_FAILED = 2, 1
 
 
+def _quiet_warnings() -> None:
+    """Dagster's preview/beta notices are for developers of kora, not for its users."""
+    import warnings
+
+    warnings.filterwarnings("ignore", category=UserWarning)
+    warnings.filterwarnings("ignore", category=DeprecationWarning)
+
+
 def _setup_logging(verbose: bool) -> None:
+    if not verbose:
+        _quiet_warnings()
     logging.basicConfig(level=logging.INFO if verbose else logging.WARNING, format="%(message)s", stream=sys.stderr)
     progress = logging.getLogger("kora")
     progress.setLevel(logging.INFO)
@@ -157,6 +167,11 @@ def _print_summary(outcome, status, seconds: float) -> None:
     for o in outcome.tables:
         if o.status != "ok":
             click.echo(f"\n{o.table}: {o.status}: {o.detail}")
+    if outcome.checks:
+        click.echo("\nchecks after the migration:")
+        for c in outcome.checks:
+            verdict = "passed" if c.passed else ("FAILED" if c.blocking else "warning")
+            click.echo(f"  {c.asset} {c.check}: {verdict}" + (f" - {c.description}" if c.description else ""))
     click.echo(f"\n{'migration complete' if outcome.ok else 'migration INCOMPLETE'} in {seconds:.1f}s. "
                f"Error queue: kora.error_queue in the target. `kora status` shows partitions.")
 
@@ -203,6 +218,14 @@ def demo(workdir, rows, seed, target_url):
         _fail(explain(exc))
     sys.exit(code)
 
+
+def _register_rules() -> None:
+    from kora_assets.cli_rules import rules
+
+    main.add_command(rules)
+
+
+_register_rules()
 
 if __name__ == "__main__":
     main()

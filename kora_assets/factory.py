@@ -15,8 +15,10 @@ import warnings
 import dagster as dg
 
 from checks.completeness import Conservation, check_partition
+from checks.table_checks import evaluate_table_checks, table_check_specs
 from kora_assets.dbio.connections import Database
-from kora_assets.dbio.ddl import ensure_target_schema
+from kora_assets.bookkeeping.ledger import ledger_partitions
+from kora_assets.dbio.ddl import ensure_target_schema, finalize_table
 from kora_assets.errors import explain
 from kora_assets.naming import asset_key
 from kora_assets.partitions import partitions_def
@@ -55,18 +57,19 @@ def build_table_asset(plan: Plan, table: str) -> dg.AssetsDefinition:
             for p in parents(plan, table)]
     with warnings.catch_warnings():  # per-partition checks are a preview feature we rely on knowingly
         warnings.simplefilter("ignore")
-        check = dg.AssetCheckSpec(
+        checks = [dg.AssetCheckSpec(
             COMPLETENESS, asset=key, blocking=True, partitions_def=pdef,
-            description="Conservation per partition: every source key is landed or queued, exactly once.")
-        return _define_table_asset(plan, table, key, pdef, deps, check)
+            description="Conservation per partition: every source key is landed or queued, exactly once."),
+            *table_check_specs(plan, table, pdef)]
+        return _define_table_asset(plan, table, key, pdef, deps, checks)
 
 
-def _define_table_asset(plan: Plan, table: str, key: dg.AssetKey, pdef, deps, check) -> dg.AssetsDefinition:
+def _define_table_asset(plan: Plan, table: str, key: dg.AssetKey, pdef, deps, checks) -> dg.AssetsDefinition:
     tp = plan.tables[table]
 
     @dg.asset(
         key=key, group_name=tp.group or plan.name, partitions_def=pdef, deps=deps,
-        backfill_policy=dg.BackfillPolicy.single_run(), check_specs=[check],
+        backfill_policy=dg.BackfillPolicy.single_run(), check_specs=checks,
         kinds={"postgres" if not plan.target.url.startswith("sqlite") else "sqlite", "ray", "polars"},
         description=f"Source table `{table}` migrated to `{plan.target_name(table)}` "
                     f"({tp.partitioning.kind} partitioning).",
@@ -77,8 +80,11 @@ def _define_table_asset(plan: Plan, table: str, key: dg.AssetKey, pdef, deps, ch
                      target_db: DatabaseResource, ray_cluster: RayResource, redis: RedisResource):
         bound = _bound_plan(plan, source_db, target_db)
         results = run_partitions(context, bound, table, list(context.partition_keys), ray_cluster, redis)
-        yield dg.MaterializeResult(metadata=_materialization_metadata(results))
+        complete, added = finalize_if_loaded(context, bound, table)
+        yield dg.MaterializeResult(metadata={**_materialization_metadata(results),
+                                             "constraints_added": dg.MetadataValue.text(", ".join(added) or "none")})
         yield from _completeness_results(context, bound, table, results)
+        yield from evaluate_table_checks(context, bound, table, list(context.partition_keys), complete)
 
     return _table_asset
 
@@ -107,6 +113,7 @@ def run_partitions(context, plan: Plan, table: str, keys: list[str], ray_cluster
         context.log.info(line)
         progress_log.info(line)
 
+    _prime_semantics(context, plan, table)
     pool = WorkerPool.shared(plan, ray_cluster.num_workers or plan.settings.workers)
     results = pool.run([PartitionTask(table, k, context.run_id) for k in keys], redis_url, progress)
     failed = [r for r in results if r.error]
@@ -118,6 +125,32 @@ def run_partitions(context, plan: Plan, table: str, keys: list[str], ray_cluster
     context.log.info(f"{table}: {len(keys)} partition(s) in {time.perf_counter() - t0:.1f}s")
     progress_log.debug("%s: workers done after %.1fs", table, time.perf_counter() - t0)
     return results
+
+
+def _prime_semantics(context, plan: Plan, table: str) -> None:
+    """Infer the table's semantic types once, here, and store them for the workers to read."""
+    try:
+        from checks.semantic.runtime import prime_table
+
+        prime_table(plan, table)
+    except Exception as exc:  # semantic types are an accelerator, never a reason to stop
+        context.log.warning(f"{table}: semantic types not inferred ({explain(exc)}); plan rules only")
+
+
+def finalize_if_loaded(context, plan: Plan, table: str) -> tuple[bool, list[str]]:
+    """Once every partition of the table has landed, give it its keys, indexes and FKs."""
+    target = Database(plan.target.url, "target")
+    expected = set(partitions_def(plan.tables[table]).get_partition_keys())
+    if not expected <= ledger_partitions(target, table):
+        return False, []
+    try:
+        added = finalize_table(target, plan, table)
+    except Exception as exc:
+        raise dg.Failure(description=f"{table}: all partitions landed, but its constraints could not be "
+                                     f"created: {explain(exc)}") from None
+    if added:
+        context.log.info(f"{table}: created {', '.join(added)}")
+    return True, added
 
 
 def _materialization_metadata(results: list[PartitionResult]) -> dict:

@@ -15,7 +15,7 @@ from pathlib import Path
 
 import dagster as dg
 
-from kora_assets.definitions import build_definitions
+from kora_assets.definitions import POST_MIGRATION_CHECKS, build_definitions, build_partition_checks
 from kora_assets.naming import asset_key
 from kora_assets.partitions import partitions_def
 from kora_assets.plan.loader import load_order, parents
@@ -35,12 +35,22 @@ class TableOutcome:
 
 
 @dataclass
+class CheckOutcome:
+    asset: str
+    check: str
+    passed: bool
+    blocking: bool
+    description: str = ""
+
+
+@dataclass
 class MigrationOutcome:
     tables: list[TableOutcome] = field(default_factory=list)
+    checks: list[CheckOutcome] = field(default_factory=list)
 
     @property
     def ok(self) -> bool:
-        return all(t.status == "ok" for t in self.tables)
+        return all(t.status == "ok" for t in self.tables) and all(c.passed for c in self.checks if c.blocking)
 
 
 def dagster_instance(plan_path: str | os.PathLike) -> dg.DagsterInstance:
@@ -65,6 +75,7 @@ def _blocked_by(plan: Plan, table: str, failed: set[str]) -> str | None:
 
 def migrate(plan: Plan, instance: dg.DagsterInstance, tables: list[str] | None = None) -> MigrationOutcome:
     defs = build_definitions(plan)
+    partition_checks = build_partition_checks(plan)
     order = [t for t in load_order(plan) if not tables or t in tables]
     outcome, failed = MigrationOutcome(), set()
     for table in order:
@@ -77,23 +88,39 @@ def migrate(plan: Plan, instance: dg.DagsterInstance, tables: list[str] | None =
         keys = partitions_def(plan.tables[table]).get_partition_keys(dynamic_partitions_store=instance)
         t0 = time.perf_counter()
         log.info("%s: %d partition(s)", table, len(keys))
+        with_checks = [c for c in partition_checks if key in {k.asset_key for k in c.check_keys}]
         result = dg.materialize(
-            [defs.get_assets_def(key)], instance=instance, resources=defs.resources, run_config=QUIET,
+            [defs.get_assets_def(key), *with_checks], instance=instance, resources=defs.resources, run_config=QUIET,
             tags={"dagster/asset_partition_range_start": keys[0], "dagster/asset_partition_range_end": keys[-1],
                   "kora/launched_by": "kora migrate"},
             raise_on_error=False)
         secs = time.perf_counter() - t0
         status, detail = "ok", ""
-        if not result.success:
+        blocked = [ev for ev in result.get_asset_check_evaluations()
+                   if not ev.passed and ev.blocking and ev.partition is None]
+        if blocked:
+            status = "check_failed"
+            detail = "; ".join(f"{ev.check_name}: {ev.description or 'failed'}" for ev in blocked)
+        elif not result.success:
             status, detail = "failed", _failure_text(result)
-        else:
-            for ev in result.get_asset_check_evaluations():
-                if not ev.passed and ev.partition is None:
-                    status, detail = "check_failed", ev.description or f"{ev.check_name} failed"
         if status != "ok":
             failed.add(table)
         outcome.tables.append(TableOutcome(table, status, secs, detail, len(keys)))
+    if not tables and any(t.status == "ok" for t in outcome.tables):  # whole-table checks need every table
+        outcome.checks = run_post_migration_checks(defs, instance)
     return outcome
+
+
+def run_post_migration_checks(defs: dg.Definitions, instance: dg.DagsterInstance) -> list[CheckOutcome]:
+    """Whole-table checks (behavioral replay, ...) once the tables have landed."""
+    if POST_MIGRATION_CHECKS not in {j.name for j in defs.jobs or []}:
+        return []
+    job = defs.resolve_job_def(POST_MIGRATION_CHECKS)
+    log.info("running post-migration checks")
+    result = job.execute_in_process(instance=instance, run_config=QUIET, raise_on_error=False,
+                                    tags={"kora/launched_by": "kora migrate"})
+    return [CheckOutcome(ev.asset_key.to_user_string(), ev.check_name, ev.passed, bool(ev.blocking),
+                         ev.description or "") for ev in result.get_asset_check_evaluations()]
 
 
 def _failure_text(result) -> str:

@@ -1,15 +1,21 @@
 """Names shared by every layer: asset keys, the bookkeeping schema, display-safe URLs."""
 from __future__ import annotations
 
-import dagster as dg
+from typing import TYPE_CHECKING
+
 from sqlalchemy.engine import make_url
+
+if TYPE_CHECKING:  # workers import this module; they never need Dagster loaded
+    import dagster as dg
 
 #: Schema (PostgreSQL) or table-name prefix (SQLite) holding kora's durable bookkeeping.
 KORA_SCHEMA = "kora"
 
 
-def asset_key(plan_name: str, target_table: str) -> dg.AssetKey:
+def asset_key(plan_name: str, target_table: str) -> "dg.AssetKey":
     """One asset per migrated table, prefixed by the plan name so plans can share a UI."""
+    import dagster as dg
+
     return dg.AssetKey([plan_name, target_table])
 
 

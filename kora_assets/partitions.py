@@ -8,15 +8,19 @@ from __future__ import annotations
 
 import datetime as dt
 from collections.abc import Callable
-
-import dagster as dg
+from typing import TYPE_CHECKING
 
 from kora_assets.plan.model import TablePlan
+
+if TYPE_CHECKING:  # the workers use the predicates without loading Dagster
+    import dagster as dg
 
 ALL = "all"
 
 
-def partitions_def(t: TablePlan) -> dg.PartitionsDefinition:
+def partitions_def(t: TablePlan) -> "dg.PartitionsDefinition":
+    import dagster as dg
+
     p = t.partitioning
     if p.kind == "time":
         start = dt.datetime.combine(p.start, dt.time())
@@ -43,8 +47,9 @@ def predicate(t: TablePlan, partition_key: str, column: str, quote: Callable[[st
     col = quote(column)
     if p.kind == "key_range":
         lo, hi = partition_key.split("..")
-        parts = ([f"{col} >= {int(lo)}"] if lo else []) + ([f"{col} < {int(hi)}"] if hi else [])
-        return " AND ".join(parts) or None
+        if not lo:  # the first range also owns NULLs, should the column allow them
+            return f"({col} < {int(hi)} OR {col} IS NULL)"
+        return f"{col} >= {int(lo)}" + (f" AND {col} < {int(hi)}" if hi else "")
     start, end = time_window(t, partition_key)
     lit = literal or (lambda v: f"'{v}'")
     window = f"{col} >= {lit(start)} AND {col} < {lit(end)}"
@@ -54,8 +59,12 @@ def predicate(t: TablePlan, partition_key: str, column: str, quote: Callable[[st
 
 
 def time_window(t: TablePlan, partition_key: str) -> tuple[dt.datetime, dt.datetime]:
-    window = partitions_def(t).time_window_for_partition_key(partition_key)  # type: ignore[attr-defined]
-    return window.start.replace(tzinfo=None), window.end.replace(tzinfo=None)
+    """[start, end) of a daily or monthly partition key (Dagster's ``%Y-%m-%d`` / ``%Y-%m-%d``)."""
+    start = dt.datetime.strptime(partition_key, "%Y-%m-%d")
+    if t.partitioning.granularity == "daily":
+        return start, start + dt.timedelta(days=1)
+    y, m = (start.year + 1, 1) if start.month == 12 else (start.year, start.month + 1)
+    return start, start.replace(year=y, month=m, day=1)
 
 
 def describe(t: TablePlan, partition_key: str) -> str:

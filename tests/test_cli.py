@@ -38,7 +38,7 @@ def test_init_reflects_mariadb(mysql_db, tmp_path):
     plan = yaml.safe_load(text)
     c = plan["tables"]["customers"]
     assert c["primary_key"] == ["id"] and c["columns"]["id"] == {"type": "integer", "nullable": False}
-    assert c["columns"]["name"] == {"type": "varchar(255)"}
+    assert c["columns"]["name"]["type"] == "varchar(255)"
     assert c["partitioning"] == {"kind": "key_range", "column": "id", "bounds": [21]}
     assert plan["tables"]["orders"]["indexes"] == [{"columns": ["customer_id"]}]
     r2 = kora("init", "--source", mysql_db, "--target", "postgresql://x/y", "-o", str(out))

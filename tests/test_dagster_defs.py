@@ -27,7 +27,7 @@ def test_definitions_load_validate_and_follow_fks(plan):
     assert graph.get(clients).partitions_def.get_partition_keys() == ["..20", "20.."]
     assert graph.get(dg.AssetKey(["shop", "employees"])).parent_keys == set()  # a self-reference is no edge
     checks = {k.name for k in defs.resolve_asset_graph().asset_check_keys}
-    assert checks == {"completeness"}
+    assert checks == {"completeness", "structural", "statistical", "referential", "semantic"}
 
 
 def test_code_location_loads_from_env(plan, tmp_path, monkeypatch):
@@ -55,8 +55,11 @@ def test_materialize_one_partition(plan, pg_db, dagster_instance):
     [mat] = result.get_asset_materialization_events()
     assert mat.partition == "20.."
     assert mat.materialization.metadata["rows_landed"].value == 21
-    [ev] = result.get_asset_check_evaluations()
+    evals = {ev.check_name: ev for ev in result.get_asset_check_evaluations()}
+    ev = evals["completeness"]
     assert ev.passed and ev.partition == "20.." and ev.metadata["source_rows"].value == 21
+    assert evals["statistical"].partition == "20.."  # judged for this partition alone
+    assert evals["structural"].metadata["status"].value == "deferred"  # partition ..20 has not landed
     from kora_assets.dbio.connections import Database
 
     with Database(pg_db, "target").engine.connect() as c:

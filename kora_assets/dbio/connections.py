@@ -54,7 +54,12 @@ class Database:
             kw["connect_args"] = {"connect_timeout": 10}
         elif self.dialect == "mysql":
             kw["connect_args"] = {"connect_timeout": 10, "local_infile": True}
-        return sa.create_engine(self.url, **kw)
+        engine = sa.create_engine(self.url, **kw)
+        if self.dialect == "sqlite" and self.role == "target":
+            # Checks must see FKs enforced as an application would (the loader's own
+            # connection keeps them off: it proves parents itself, partition by partition).
+            sa.event.listen(engine, "connect", lambda con, _: con.execute("PRAGMA foreign_keys=ON"))
+        return engine
 
     def check(self) -> None:
         """Connect once; raise DatabaseUnreachable with a specific reason."""

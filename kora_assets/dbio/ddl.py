@@ -1,9 +1,13 @@
 """Creating the target schema from the plan, idempotently and in an order that loads cleanly.
 
-Tables first (columns, primary key, unique constraints), then indexes, then foreign keys in
-load order. Foreign keys are DEFERRABLE so a partition that loads a self-referencing table
-(an employee and their manager in one batch) commits cleanly; kora's own loader defers them
-inside its partition transaction, every other writer sees them as immediate.
+On PostgreSQL a table is created bare (columns, types, NOT NULL, defaults) and loaded; once
+every one of its partitions has landed, ``finalize_table`` adds its primary key, unique
+constraints, indexes and foreign keys, as pgloader and every fast loader do: building an
+index once is far cheaper than maintaining it row by row, and an FK validated by one join is
+far cheaper than a trigger per row. Rows are still checked inline while loading (duplicate
+keys, orphans), so nothing the constraints would reject ever lands. Foreign keys are
+DEFERRABLE, so later incremental loads (schedules, re-runs) of a self-referencing table commit
+cleanly inside kora's partition transaction. SQLite gets its constraints at CREATE TABLE.
 """
 from __future__ import annotations
 
@@ -42,11 +46,8 @@ def create_table_sql(db: Database, plan: Plan, name: str) -> str:
         if cp.default is not None:
             col += f" DEFAULT {_literal(cp.default)}"
         cols.append(col)
-    if t.primary_key:
-        cols.append(f"CONSTRAINT {q(_ident_name('pk', tgt))} PRIMARY KEY ({_cols(db, t, t.primary_key)})")
-    for u in t.unique:
-        cols.append(f"CONSTRAINT {q(_ident_name('uq', tgt, *u))} UNIQUE ({_cols(db, t, u)})")
     if db.dialect == "sqlite":
+        cols += [f"CONSTRAINT {q(n)} {c}" for n, c in _key_constraints(db, plan, name)]
         cols += [_fk_clause(db, plan, t, fk) for fk in t.foreign_keys]
     return f"CREATE TABLE IF NOT EXISTS {db.qualified(tgt, plan.target.schema_)} (\n  " + ",\n  ".join(cols) + "\n)"
 
@@ -84,9 +85,15 @@ def fk_sql(db: Database, plan: Plan, name: str) -> list[tuple[str, str]]:
     return out
 
 
+def _key_constraints(db: Database, plan: Plan, name: str) -> list[tuple[str, str]]:
+    t, tgt = plan.tables[name], plan.target_name(name)
+    out = [(_ident_name("pk", tgt), f"PRIMARY KEY ({_cols(db, t, t.primary_key)})")] if t.primary_key else []
+    out += [(_ident_name("uq", tgt, *u), f"UNIQUE ({_cols(db, t, u)})") for u in t.unique]
+    return out
+
+
 def ensure_target_schema(db: Database, plan: Plan) -> None:
-    """Create whatever of the plan's target schema and kora's bookkeeping is missing."""
-    order = load_order(plan)
+    """Create whatever of the plan's tables and kora's bookkeeping is missing."""
     with db.engine.begin() as c:
         if db.dialect == "postgresql":
             c.exec_driver_sql("SELECT pg_advisory_xact_lock(hashtext('kora.ddl'))")
@@ -94,13 +101,56 @@ def ensure_target_schema(db: Database, plan: Plan) -> None:
                 c.exec_driver_sql(f"CREATE SCHEMA IF NOT EXISTS {db.quote(plan.target.schema_)}")
         for stmt in bookkeeping_ddl(db):
             c.exec_driver_sql(stmt)
-        for name in order:
+        for name in load_order(plan):
             c.exec_driver_sql(create_table_sql(db, plan, name))
-            for stmt in index_sql(db, plan, name):
-                c.exec_driver_sql(stmt)
-        if db.dialect == "postgresql":
-            existing = {r[0] for r in c.exec_driver_sql("SELECT conname FROM pg_constraint WHERE contype = 'f'")}
-            for name in order:
-                for cname, stmt in fk_sql(db, plan, name):
-                    if cname not in existing:
-                        c.exec_driver_sql(stmt)
+            if db.dialect == "sqlite":
+                for stmt in index_sql(db, plan, name):
+                    c.exec_driver_sql(stmt)
+
+
+def _constraint_names(c, db: Database, plan: Plan) -> set[str]:
+    schema = plan.target.schema_ or "public"
+    rows = c.exec_driver_sql("SELECT conname FROM pg_constraint k JOIN pg_namespace n ON n.oid = k.connamespace "
+                             "WHERE n.nspname = %s", (schema,))
+    return {r[0] for r in rows}
+
+
+def has_key_constraints(db: Database, plan: Plan, name: str) -> bool:
+    """Has ``finalize_table`` given this table its primary key (SQLite: always)?"""
+    if db.dialect != "postgresql" or not plan.tables[name].primary_key:
+        return True
+    with db.engine.connect() as c:
+        return _ident_name("pk", plan.target_name(name)) in _constraint_names(c, db, plan)
+
+
+def finalize_table(db: Database, plan: Plan, name: str) -> list[str]:
+    """Add the table's keys and indexes, and every FK whose both ends are finalized.
+
+    Idempotent; returns the names of what it added (for the run's log and metadata).
+    """
+    if db.dialect != "postgresql":
+        return []
+    added = []
+    table = db.qualified(plan.target_name(name), plan.target.schema_)
+    with db.engine.begin() as c:
+        c.exec_driver_sql("SELECT pg_advisory_xact_lock(hashtext('kora.ddl'))")
+        existing = _constraint_names(c, db, plan)
+        for cname, clause in _key_constraints(db, plan, name):
+            if cname not in existing:
+                c.exec_driver_sql(f"ALTER TABLE {table} ADD CONSTRAINT {db.quote(cname)} {clause}")
+                existing.add(cname)
+                added.append(cname)
+        for stmt in index_sql(db, plan, name):
+            c.exec_driver_sql(stmt)
+        finalized = {t for t in plan.tables if not plan.tables[t].primary_key
+                     or _ident_name("pk", plan.target_name(t)) in existing}
+        for child in plan.tables:
+            if child not in finalized:
+                continue
+            for fk, (cname, stmt) in zip(plan.tables[child].foreign_keys, fk_sql(db, plan, child)):
+                ends = {child, fk.references}
+                if name in ends and ends <= finalized and cname not in existing:
+                    c.exec_driver_sql(stmt)
+                    existing.add(cname)
+                    added.append(cname)
+    return added

@@ -26,8 +26,9 @@ class PartitionWriter:
     """Context manager around one partition's transaction."""
 
     def __init__(self, db: Database, *, table: str, target_columns: list[str], primary_key: list[str],
-                 partition_key: str, where: str | None, plan_table: str, run_id: str):
+                 partition_key: str, where: str | None, plan_table: str, run_id: str, keyed: bool = True):
         self.db, self.table, self.columns, self.pk = db, table, target_columns, primary_key
+        self.keyed = keyed  # does the target table have its primary key yet (see ddl.finalize_table)?
         self.partition_key, self.where, self.plan_table, self.run_id = partition_key, where, plan_table, run_id
         self.landed = 0
         self.queued = 0
@@ -55,7 +56,7 @@ class PartitionWriter:
     def write(self, df: pl.DataFrame) -> None: ...
     def write_errors(self, errors: pl.DataFrame) -> None: ...
     def write_audits(self, audits: pl.DataFrame) -> None: ...
-    def existing_keys(self, table: str, column: str, values: list) -> set: ...
+    def existing_rows(self, table: str, columns: list[str], first_values: list) -> pl.DataFrame: ...
     def record_ledger(self, source_rows: int, seconds: float, worker: str) -> None: ...
 
 
@@ -111,12 +112,13 @@ class PostgresPartitionWriter(PartitionWriter):
                 pl.col("before").str.replace_all("\x00", "\u2400", literal=True)).select(AUDIT_COPY_COLUMNS)
             self._copy_csv(bookkeeping_table(self.db, "fix_audit"), AUDIT_COPY_COLUMNS, df)
 
-    def existing_keys(self, table: str, column: str, values: list) -> set:
-        if not values:
-            return set()
-        self.cur.execute(f"SELECT DISTINCT {self.db.quote(column)} FROM {table} WHERE {self.db.quote(column)} = ANY(%s)",
-                         (values,))
-        return {r[0] for r in self.cur.fetchall()}
+    def existing_rows(self, table: str, columns: list[str], first_values: list) -> pl.DataFrame:
+        if not first_values:
+            return pl.DataFrame()
+        cols = ", ".join(self.db.quote(c) for c in columns)
+        self.cur.execute(f"SELECT DISTINCT {cols} FROM {table} WHERE {self.db.quote(columns[0])} = ANY(%s)",
+                         (first_values,))
+        return _frame(self.cur.fetchall(), columns)
 
     def record_ledger(self, source_rows: int, seconds: float, worker: str) -> None:
         if self.merge:
@@ -132,14 +134,14 @@ class PostgresPartitionWriter(PartitionWriter):
     def _merge_stage(self) -> None:
         w = f" AND {self.where}" if self.where else ""
         cols = self._collist()
-        if self.pk:
+        if self.pk and self.keyed:
             match = " AND ".join(f"s.{self.db.quote(k)} = t.{self.db.quote(k)}" for k in self.pk)
             self.cur.execute(f"DELETE FROM {self.table} t WHERE NOT EXISTS (SELECT 1 FROM kora_stage s WHERE {match}){w}")
             updates = ", ".join(f"{self.db.quote(c)} = EXCLUDED.{self.db.quote(c)}" for c in self.columns if c not in self.pk)
             action = f"DO UPDATE SET {updates}" if updates else "DO NOTHING"
             self.cur.execute(f"INSERT INTO {self.table} ({cols}) SELECT {cols} FROM kora_stage "
                              f"ON CONFLICT ({self._collist(self.pk)}) {action}")
-        else:
+        else:  # no key (yet): no FK can point here, so delete-and-reload cascades nowhere
             self.cur.execute(f"DELETE FROM {self.table} WHERE TRUE{w}")
             self.cur.execute(f"INSERT INTO {self.table} ({cols}) SELECT {cols} FROM kora_stage")
 
@@ -187,12 +189,13 @@ class SqlitePartitionWriter(PartitionWriter):
             self._insert(bookkeeping_table(self.db, "fix_audit"), AUDIT_COPY_COLUMNS,
                          _tagged(audits, self).select(AUDIT_COPY_COLUMNS))
 
-    def existing_keys(self, table, column, values):
-        if not values:
-            return set()
-        rows = self.conn.execute(f"SELECT DISTINCT {self.db.quote(column)} FROM {table} WHERE {self.db.quote(column)} "
-                                 "IN (SELECT value FROM json_each(?))", (json.dumps(values, default=str),)).fetchall()
-        return {r[0] for r in rows}
+    def existing_rows(self, table, columns, first_values):
+        if not first_values:
+            return pl.DataFrame()
+        cols = ", ".join(self.db.quote(c) for c in columns)
+        rows = self.conn.execute(f"SELECT DISTINCT {cols} FROM {table} WHERE {self.db.quote(columns[0])} "
+                                 "IN (SELECT value FROM json_each(?))", (json.dumps(first_values, default=str),)).fetchall()
+        return _frame(rows, columns)
 
     def record_ledger(self, source_rows, seconds, worker):
         self.conn.execute(
@@ -216,6 +219,13 @@ def partition_writer(db: Database, **kw) -> PartitionWriter:
     if db.dialect == "sqlite":
         return SqlitePartitionWriter(db, **kw)
     raise NotImplementedError(f"target dialect {db.dialect!r} is not supported yet (PostgreSQL and SQLite are)")
+
+
+def _frame(rows: list, columns: list[str]) -> pl.DataFrame:
+    """Parent-key rows from a cursor (a chunk's distinct keys: small, not a hot loop)."""
+    if not rows:
+        return pl.DataFrame()
+    return pl.DataFrame(rows, schema=columns, orient="row", infer_schema_length=None)
 
 
 def _tagged(df: pl.DataFrame, w: PartitionWriter) -> pl.DataFrame:

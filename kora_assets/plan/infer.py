@@ -93,7 +93,7 @@ def infer_plan(source: Database, target_url: str, *, schema: str | None = None, 
     names = [t for t in insp.get_table_names(schema=schema) if not t.startswith(("sqlite_", "kora__"))]
     if tables:
         names = [t for t in names if t in tables]
-    counts, out = {}, {}
+    counts, out, semantic = {}, {}, {}
     for name in names:
         with source.engine.connect() as c:
             counts[name] = int(c.exec_driver_sql(f"SELECT COUNT(*) FROM {source.qualified(name, schema)}").scalar())
@@ -112,12 +112,14 @@ def infer_plan(source: Database, target_url: str, *, schema: str | None = None, 
         t: dict[str, Any] = {"target": name}
         if pk:
             t["primary_key"] = pk
-        if len(pk) == 1 and cols[pk[0]]["type"] in ("smallint", "integer", "bigint"):
+        # The leading key column cuts ranges (one index range each) even for a composite key.
+        if pk and cols[pk[0]]["type"] in ("smallint", "integer", "bigint"):
             bounds = _bounds(source, name, pk[0], counts[name], partition_rows, schema)
             t["partitioning"] = {"kind": "key_range", "column": pk[0], "bounds": bounds} if bounds else {"kind": "none"}
         else:
             t["partitioning"] = {"kind": "none"}
         t["columns"] = cols
+        semantic[name] = _infer_semantic(source, name, cols, schema)
         fks = [{"columns": fk["constrained_columns"], "references": fk["referred_table"],
                 "ref_columns": fk["referred_columns"],
                 "on_delete": _fk_action((fk.get("options") or {}).get("ondelete")),
@@ -146,9 +148,50 @@ def infer_plan(source: Database, target_url: str, *, schema: str | None = None, 
     source_ep: dict[str, Any] = {"url": source.template}
     if schema:
         source_ep["schema"] = schema
-    return {"version": 1, "name": "kora", "source": source_ep, "target": target,
+    plan = {"version": 1, "name": "kora", "source": source_ep, "target": target,
             "settings": {"chunk_rows": 100_000, "workers": 2, "lossy_fixes_allowed": False},
-            "tables": out}, counts
+            "tables": out}
+    if any(semantic.values()):
+        plan[SEMANTIC_NOTES] = semantic  # turned into comments by render_plan
+    return plan, counts
+
+
+#: Key of ``infer_plan``'s result holding per-column semantic inferences for ``render_plan``'s comments.
+SEMANTIC_NOTES = "_semantic_inference"
+
+
+def _infer_semantic(db: Database, table: str, cols: dict[str, Any], schema: str | None,
+                    rows: int = 500) -> dict[str, tuple[str, float, bool, str]]:
+    """Semantic types the classifier infers from a sample: writes ``semantic:`` into confident columns.
+
+    Returns ``{column: (type, confidence, written as a field, note)}``; empty without the model.
+    """
+    try:
+        import polars as pl
+
+        from checks.semantic.runtime import suggest_types
+
+        q = ", ".join(db.quote(c) for c in cols)
+        with db.engine.connect() as c:
+            rs = c.exec_driver_sql(f"SELECT {q} FROM {db.qualified(table, schema)} LIMIT {rows}").all()
+        sample = pl.DataFrame({c: pl.Series([None if r[i] is None else str(r[i]) for r in rs], dtype=pl.String)
+                               for i, c in enumerate(cols)})
+        found = suggest_types(table, cols, sample)
+    except Exception as exc:  # inference is advice; a failure must not stop init
+        import logging
+
+        logging.getLogger("kora.semantic").warning("kora: semantic types of %s not inferred: %s", table, exc)
+        return {}
+    out = {}
+    for col, cs in (found or {}).items():
+        if not cs.inferred:
+            continue
+        write = cs.origin == "inferred" and bool(cs.rules)
+        if write:
+            cols[col]["semantic"] = cs.inferred
+        note = cs.note or ("this type has no plausibility rules" if cs.origin == "inferred" and not cs.rules else "")
+        out[col] = (cs.inferred, cs.confidence, write, note)
+    return out
 
 
 HEADER = """\
@@ -164,11 +207,51 @@ HEADER = """\
 
 def render_plan(plan: dict[str, Any], counts: dict[str, int], source_display: str) -> str:
     """YAML with a comment per table (rows, partitions) above its entry."""
-    head = {k: v for k, v in plan.items() if k != "tables"}
+    notes = plan.get(SEMANTIC_NOTES) or {}
+    head = {k: v for k, v in plan.items() if k not in ("tables", SEMANTIC_NOTES)}
     text = HEADER.format(source=source_display) + yaml.safe_dump(head, sort_keys=False, width=120) + "tables:\n"
+    if notes:
+        text = text.replace("tables:\n", SEMANTIC_HEADER + "tables:\n", 1)
     for name, t in plan["tables"].items():
         parts = len(t["partitioning"].get("bounds", [])) + 1
         text += f"  # {name}: {counts[name]:,} rows, {parts} partition(s)\n"
         body = yaml.safe_dump({name: t}, sort_keys=False, width=120, allow_unicode=True)
-        text += "".join("  " + line + "\n" for line in body.splitlines())
+        text += "".join("  " + line + "\n" for line in _semantic_comments(body.splitlines(), notes.get(name) or {}))
     return text
+
+
+SEMANTIC_HEADER = """\
+# semantic: the column's meaning, inferred by kora's classifier from a sample (confidence in the
+# comment). It switches on plausibility rules (birth date not in the future, percentage 0-100, ...);
+# confirm it, change it, or write `semantic: "off"` (quoted: YAML reads a bare off as false).
+"""
+
+
+def _semantic_comments(lines: list[str], notes: dict) -> list[str]:
+    """Annotate each column's block with its inferred semantic type and confidence."""
+    if not notes:
+        return lines
+    out, in_columns, col_indent = [], False, None
+    for line in lines:
+        stripped = line.lstrip()
+        indent = len(line) - len(stripped)
+        if stripped == "columns:":
+            in_columns, col_indent = True, indent + 2
+            out.append(line)
+            continue
+        if in_columns and indent < (col_indent or 0):
+            in_columns = False
+        if in_columns and indent == col_indent and stripped.endswith(":"):
+            col = stripped[:-1].strip("'\"")
+            out.append(line)
+            if col in notes:
+                stype, conf, written, note = notes[col]
+                pad = " " * (indent + 2)
+                if written:
+                    out.append(f"{pad}# semantic type inferred: {stype} (confidence {conf:.2f})")
+                else:
+                    why = f"; {note}" if note else ("; below the confidence to apply" if conf < 0.7 else "")
+                    out.append(f"{pad}# semantic: {stype}  # suggestion (confidence {conf:.2f}{why})")
+            continue
+        out.append(line)
+    return out

@@ -67,7 +67,10 @@ def load_plan(path: str | os.PathLike, *, require_env: bool = True) -> Plan:
     p = Path(path)
     if not p.exists():
         raise PlanError(str(p), [PlanIssue((), "file not found")])
-    return parse_plan(p.read_text(encoding="utf-8"), source=str(p), require_env=require_env)
+    plan = parse_plan(p.read_text(encoding="utf-8"), source=str(p), require_env=require_env)
+    if plan.query_log and not plan.query_log.startswith("${") and not Path(plan.query_log).is_absolute():
+        plan.query_log = str((p.resolve().parent / plan.query_log))  # relative to the plan, not the cwd
+    return plan
 
 
 def parse_plan(text: str, *, source: str = "plan.yaml", require_env: bool = True) -> Plan:

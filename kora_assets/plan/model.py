@@ -48,6 +48,13 @@ class ColumnPlan(_Strict):
     rules: Rules = Field(default_factory=Rules)
     default: str | int | float | bool | None = Field(None, description="target DDL default")
     semantic: str | None = Field(None, description="semantic type (e.g. email); 'off' disables")
+    thresholds: dict[str, float | bool] = Field(
+        default_factory=dict, description="statistical-check thresholds for this column (see checks/statistical.py)")
+
+    @field_validator("semantic", mode="before")
+    @classmethod
+    def _semantic_off(cls, v):
+        return "off" if v is False else v  # YAML reads a bare `off` as false
 
     @field_validator("type")
     @classmethod
@@ -78,9 +85,10 @@ class Index(_Strict):
 class Partitioning(_Strict):
     """How a table splits into Dagster partitions.
 
-    ``key_range``: static partitions over the primary key; ``bounds`` are the lower bounds of
-    partitions 2..n (partition 1 is open below, the last open above), so every key lands in
-    exactly one partition and each partition reads one index range.
+    ``key_range``: static partitions over an integer column, normally the (leading) primary
+    key column; ``bounds`` are the lower bounds of partitions 2..n (partition 1 is open below,
+    the last open above), so every row lands in exactly one partition and each partition
+    reads one index range.
     ``time``: daily or monthly windows over a timestamp column, for tables that keep growing.
     ``none``: the table is a single partition.
     """
@@ -109,6 +117,8 @@ class TablePlan(_Strict):
     indexes: list[Index] = Field(default_factory=list)
     partitioning: Partitioning = Field(default_factory=Partitioning)
     chunk_rows: int | None = Field(None, gt=0)
+    thresholds: dict[str, float | bool] = Field(
+        default_factory=dict, description="statistical-check thresholds for every column of the table")
 
     def target_column(self, source_column: str) -> str:
         return self.columns[source_column].target or source_column

@@ -97,7 +97,10 @@ def apply_table(plan: Plan, table: str, sandbox: TableSandbox, pending: pl.DataF
         df = _flag_parents(df, plan, table, sandbox, cur, target)
         landed_pk = _landed_keys(df, plan, table, sandbox, cur, target)
         vmask = sandbox.valid_mask(df, val)
-        ok = vmask & ~landed_pk
+        flags = row_flags(df, tr, tp, landed_pk, sandbox)
+        ok = vmask
+        for f in flags:
+            ok = ok & ~f[0]
         good, bad = df.filter(ok), df.filter(~ok)
         valid = tr.output_frame(good)
         if valid.height:
@@ -120,7 +123,7 @@ def apply_table(plan: Plan, table: str, sandbox: TableSandbox, pending: pl.DataF
             if fid is not None:
                 res.fixed_by[int(fid)] = n
         if bad.height:
-            updates.append(_failed_updates(error_frame(df, vmask, landed_pk, val, tp, tr), verdicts, plan, table, res))
+            updates.append(_failed_updates(error_frame(df, vmask, flags, val), verdicts, plan, table, res))
         upd = pl.concat(updates, how="vertical_relaxed")
         _update_queue(cur, q, upd, target.quote)
         conn.commit()
@@ -130,22 +133,48 @@ def apply_table(plan: Plan, table: str, sandbox: TableSandbox, pending: pl.DataF
 _CARRY = ["__qid", "__attempts", "__history", "__prev_class", "__prev_column", "__prev_value"]
 
 
-def error_frame(df: pl.DataFrame, ok: pl.Series, dup: pl.Series, val, tp, tr) -> pl.DataFrame:
+def error_frame(df: pl.DataFrame, ok: pl.Series, flags: list, val) -> pl.DataFrame:
     """One error row per failing row (aligned with the queue ids): the validator's first
-    failure, or ``constraint.unique`` for a valid row whose key already landed."""
+    failure, else the first row flag ``(mask, column, class, reason)`` that holds: a key that
+    already landed, an implausible value."""
     badv = df.filter(~ok)
     parts = []
     if badv.height:
         _, errors, _ = val.split(badv)
         parts.append(errors.select("column_name", "error_class", "reason", "value")
                      .with_columns([pl.Series(c, badv[c]) for c in _CARRY]))
-    dups = df.filter(ok & dup)
-    if dups.height:
-        c = tr.by_source[tp.primary_key[0]]
-        parts.append(dups.select(pl.lit(c.target).alias("column_name"), pl.lit("constraint.unique").alias("error_class"),
-                                 pl.lit("a row with this key has already landed in the target").alias("reason"),
-                                 pl.col(c.source).cast(pl.String, strict=False).alias("value"), *_CARRY))
+    taken = ~ok
+    for mask, col, cls, reason in flags:
+        sel = ~taken & mask
+        rows = df.filter(sel)
+        if rows.height:
+            parts.append(rows.select(pl.lit(col.target).alias("column_name"), pl.lit(cls).alias("error_class"),
+                                     pl.lit(reason).alias("reason"),
+                                     pl.col(col.source).cast(pl.String, strict=False).alias("value"), *_CARRY))
+        taken = taken | mask
     return pl.concat(parts, how="vertical_relaxed") if parts else pl.DataFrame()
+
+
+def row_flags(df: pl.DataFrame, tr, tp, dup: pl.Series, sandbox: TableSandbox) -> list:
+    """Reasons not to land a row that passes validation: its key already landed, or a value
+    is implausible against the column's profile (a future date in a column of past dates)."""
+    flags = []
+    if tp.primary_key and dup.any():
+        flags.append((dup, tr.by_source[tp.primary_key[0]], "constraint.unique",
+                      "a row with this key has already landed in the target"))
+    today = dt.date.today()
+    for c in tr.columns:
+        p = sandbox.profiles.get(c.source)
+        if not c.ktype.is_temporal or p is None or not p.past_column:
+            continue
+        o = df[c.o]
+        x = o.dt.date() if isinstance(o.dtype, pl.Datetime) else o
+        mask = (x > today).fill_null(False)
+        if mask.any():
+            flags.append((mask, c, "range.out_of_bounds",
+                          f"implausible: {c.target} is in the future, in a column of past dates "
+                          f"({p.future_share:.1%} of its passing values are after today)"))
+    return flags
 
 
 def _failed_updates(errors: pl.DataFrame, verdicts: dict[str, Verdict], plan: Plan, table: str,
@@ -320,7 +349,11 @@ def _apply_sqlite(plan, table, sandbox, pending, fixes, verdicts, target, run_id
         if flags:
             df = df.with_columns(flags)
         dup = pl.Series("dup", [False] * df.height)
-        ok = sandbox.valid_mask(df, val)
+        vmask = sandbox.valid_mask(df, val)
+        flags = row_flags(df, tr, tp, dup, sandbox)
+        ok = vmask
+        for f in flags:
+            ok = ok & ~f[0]
         good, bad = df.filter(ok), df.filter(~ok)
         valid = tr.output_frame(good)
         from kora_assets.dbio.target import _sqlite_ready
@@ -340,7 +373,7 @@ def _apply_sqlite(plan, table, sandbox, pending, fixes, verdicts, target, run_id
         con.executemany(f"UPDATE {q} SET status = 'fixed', fix_id = ?, updated_at = datetime('now') WHERE id = ?",
                         good.select(fid.alias("f"), pl.col("__qid")).iter_rows())
         if bad.height:
-            upd = _failed_updates(error_frame(df, ok, dup, val, tp, tr), verdicts, plan, table, res)
+            upd = _failed_updates(error_frame(df, vmask, flags, val), verdicts, plan, table, res)
             con.executemany(
                 f"UPDATE {q} SET status = ?, column_name = COALESCE(?, column_name), error_class = COALESCE(?, error_class), "
                 "reason = COALESCE(?, reason), value = ?, attempts = ?, proposed_fix = COALESCE(?, proposed_fix), "

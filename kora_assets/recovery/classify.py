@@ -41,7 +41,9 @@ UNFIXABLE = {
     "range.out_of_bounds": "the value is implausible for the column (outside its min/max); a fix would have to invent it",
     "range.overflow": "the value does not fit the target type; no lossless repair exists",
     "constraint.unique": "another row has the same key; which one is right is a steward's call",
+    "semantic.implausible": "the value is implausible for the column's meaning; a fix would have to invent it",
 }
+_CLASS_FAMILIES = ("parse.", "range.", "constraint.", "encoding.", "sentinel.", "length.", "enum.", "rule.", "semantic.")
 
 
 def shape_kind(error_class: str) -> str:
@@ -259,7 +261,7 @@ def normalise_class(error_class: str | None, reason: str | None = None) -> str |
     """A queued row's class as the recovery loop knows it (free text goes through the classifier)."""
     if error_class in KNOWN_CLASSES:
         return error_class
-    if error_class and error_class.startswith("parse."):
+    if error_class and error_class.startswith(_CLASS_FAMILIES):
         return error_class
     c = classify_db_error(" ".join(x for x in (error_class, reason) if x))
     return c.error_class

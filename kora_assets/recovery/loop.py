@@ -97,8 +97,9 @@ class RecoveryReport:
 
 class RecoveryAgent:
     def __init__(self, plan: Plan, *, llm=None, redis_url: str | None = None, library: FixLibrary | None = None,
-                 run_id: str | None = None):
+                 run_id: str | None = None, partitions: list[str] | None = None):
         self.plan = plan
+        self.partitions = list(partitions) if partitions else None
         self.source = Database(plan.source.url, "source")
         self.target = Database(plan.target.url, "target")
         self.library = library or FixLibrary.for_plan(plan)
@@ -148,6 +149,8 @@ class RecoveryAgent:
                 rows = c.exec_driver_sql(
                     f'SELECT id, partition_key, "row", column_name, error_class, value, attempts, proposed_fix '
                     f"FROM {q} WHERE table_name = ? AND status = 'pending' ORDER BY id", (table,)).fetchall()
+        if self.partitions:
+            rows = [r for r in rows if r[1] in self.partitions]
         schema = {"__qid": pl.Int64, "__partition": pl.String, "row": pl.String, "__prev_column": pl.String,
                   "__prev_class": pl.String, "__prev_value": pl.String, "__attempts": pl.Int64, "__history": pl.String}
         return pl.DataFrame(rows, schema=schema, orient="row") if rows else pl.DataFrame(schema=schema)
@@ -211,7 +214,7 @@ class RecoveryAgent:
                 if lf.lossy and not self.plan.settings.lossy_fixes_allowed:
                     continue
                 score = sandbox.evaluate(sig, col, rows, Candidate(tuple(lf.ops), "library", fix_id=lf.id))
-                if score.viable:
+                if score.viable and (not score.lossy or self.plan.settings.lossy_fixes_allowed):
                     self._activate(sandbox, table, lf, origin="library")
                     self.report.tables[table].library_hits.append(key)
                     log.info("%s: resolved from the library (fix %d: %s)", sig, lf.id, describe_ops(lf.ops))
@@ -314,17 +317,17 @@ class RecoveryAgent:
 
 def run_until_stable(plan: Plan, tables: list[str] | None = None, *, llm=None, redis_url: str | None = None,
                      library: FixLibrary | None = None, run_id: str | None = None, max_passes: int | None = None,
-                     report_to_dagster: bool | None = None) -> RecoveryReport:
+                     report_to_dagster: bool | None = None, partitions: list[str] | None = None) -> RecoveryReport:
     """Recover what can be recovered from the error queue; returns what happened.
 
     ``llm``: an ``LLMClient``, an ``LLMResource``, or None for ``KORA_LLM_*`` from the
     environment (default: no model). ``redis_url``: for the signature locks and fix broadcasts
     (default: ``KORA_REDIS_URL``, a local Redis, or none: then no broadcast, the library still
-    carries every fix to the workers).
+    carries every fix to the workers). ``partitions``: only queue rows of these partition keys.
     """
     if redis_url is None:
         redis_url = _default_redis()
-    agent = RecoveryAgent(plan, llm=llm, redis_url=redis_url, library=library, run_id=run_id)
+    agent = RecoveryAgent(plan, llm=llm, redis_url=redis_url, library=library, run_id=run_id, partitions=partitions)
     report = agent.run(tables, max_passes)
     for line in report.summary_lines():
         progress.info(line)

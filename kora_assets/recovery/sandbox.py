@@ -35,7 +35,9 @@ from kora_assets.plan.model import Plan
 from kora_assets.recovery.candidates import Candidate
 from kora_assets.recovery.classify import (Signature, case_shape_expr, classify_exception, guarded, shape_expr,
                                            shape_kind)
+from kora_assets.transforms.casting import ZERO_DATE
 from kora_assets.transforms.compiler import CompiledColumn, LearnedFix, TableTransform
+from kora_assets.transforms.operators import PLACEHOLDERS
 
 log = logging.getLogger("kora.recovery")
 SAMPLE_ROWS = 2000
@@ -93,11 +95,26 @@ class Profile:
     vmin: float | None = None
     vmax: float | None = None
     case_shapes: dict = field(default_factory=dict)  # case shape -> share (text)
+    future_share: float | None = None  # dates: share of passing values after today
 
-    def numeric_conformance(self, x: pl.Series) -> float | None:
+    @property
+    def past_column(self) -> bool:
+        """A column of past dates (birth, order, signup): a future value there is implausible."""
+        return self.n >= PROFILE_MIN and self.future_share is not None and self.future_share <= 0.05
+
+    def numeric_conformance(self, x: pl.Series, temporal: bool = False) -> float | None:
+        """Share of ``x`` in the range of the passing values: on a log scale for positive
+        numbers (half a decade of margin, so a reading off by a factor of 100 stands out),
+        linearly with one span of margin for dates and signed numbers."""
         if self.n < PROFILE_MIN or self.lo is None or x.len() == 0:
             return None
-        return float(x.is_between(self.lo, self.hi).mean())
+        if not temporal and self.lo > 0:
+            lx = x.abs().log10()
+            ok = (x == 0) | lx.is_between(float(pl.Series([self.lo]).log10()[0]) - 0.5,
+                                           float(pl.Series([self.hi]).log10()[0]) + 0.5)
+            return float(ok.fill_null(False).mean())
+        span = max(self.hi - self.lo, 1e-9)
+        return float(x.is_between(self.lo - span, self.hi + span).mean())
 
     def text_conformance(self, s: pl.Series) -> float | None:
         if self.n < PROFILE_MIN or not self.case_shapes or s.len() == 0:
@@ -116,6 +133,12 @@ class Score:
     db_error: str | None = None
     conformance: float | None = None
     outputs: tuple = ()
+    nulled: int = 0  # real (non-placeholder) values the chain turned into NULL
+
+    @property
+    def lossy(self) -> bool:
+        """A lossy operator, or a chain that 'fixes' real data by deleting it."""
+        return self.candidate.lossy or self.nulled > 0
 
     @property
     def viable(self) -> bool:
@@ -126,7 +149,7 @@ class Score:
 
         return {"ops": ops_to_json(self.candidate.ops), "origin": self.candidate.origin,
                 "fixed_fraction": round(self.fixed_fraction, 4), "regressions": self.regressions,
-                "implausible": self.implausible, "db_error": self.db_error,
+                "implausible": self.implausible, "db_error": self.db_error, "nulled": self.nulled,
                 "conformance": None if self.conformance is None else round(self.conformance, 3)}
 
 
@@ -159,6 +182,9 @@ class TableSandbox:
         self.tp = plan.tables[table]
         self.settings = plan.settings
         self.active = list(active)
+        from kora_assets.workers.partition_task import load_semantics
+
+        load_semantics(plan, table)  # re-validation applies the same semantic rules as the workers
         self.sample = source_sample(plan, table, source)
         self.schema = dict(self.sample.schema)
         self._baseline()
@@ -200,6 +226,9 @@ class TableSandbox:
                     if x.len():
                         p.lo, p.hi = float(x.quantile(0.01)), float(x.quantile(0.99))
                         p.vmin, p.vmax = float(x.min()), float(x.max())
+                        if c.ktype.is_temporal:
+                            today = float((dt.date.today() - dt.date(1970, 1, 1)).days)
+                            p.future_share = float((x > today).mean())
                 elif c.ktype.is_text:
                     shapes = pl.DataFrame({"s": ok.cast(pl.String)}).select(case_shape_expr(pl.col("s")))["s"]
                     p.case_shapes = {k: v / shapes.len() for k, v in shapes.value_counts().iter_rows()}
@@ -224,6 +253,10 @@ class TableSandbox:
             score.fixed_fraction = float(col_ok.mean()) if col_ok.len() else 0.0
             outputs = df[c.o]
             score.outputs = tuple(outputs.cast(pl.String, strict=False).to_list())
+            raw = df[source_column].cast(pl.String, strict=False)
+            key = raw.str.strip_chars().str.to_lowercase()
+            sentinel = key.is_in(list(PLACEHOLDERS)) | key.str.contains(ZERO_DATE)
+            score.nulled = int((raw.is_not_null() & ~sentinel.fill_null(False) & outputs.is_null()).sum())
             sdf, str_, sval = self.run(self.sample, fixes)
             ok = self.valid_mask(sdf, sval)
             out = str_.output_frame(sdf)
@@ -249,8 +282,8 @@ class TableSandbox:
         x = _to_number(outputs.drop_nulls())
         today = float((dt.date.today() - dt.date(1970, 1, 1)).days)
         bad = (x < -62_000).sum()  # before ~1800: a parse that took a day for a year
-        if p and p.n >= PROFILE_MIN and p.vmax is not None and p.vmax <= today:
-            bad += (x > today).sum()  # the column is all past; a future value is implausible
+        if p and p.past_column:
+            bad += (x > today).sum()  # a column of past dates; a future value is implausible
         return int(bad)
 
     def _conformance(self, c: CompiledColumn, outputs: pl.Series) -> float | None:
@@ -259,7 +292,7 @@ class TableSandbox:
             return None
         vals = outputs.drop_nulls()
         if c.ktype.is_numeric or c.ktype.is_temporal:
-            return p.numeric_conformance(_to_number(vals).drop_nulls())
+            return p.numeric_conformance(_to_number(vals).drop_nulls(), temporal=c.ktype.is_temporal)
         if c.ktype.is_text:
             return p.text_conformance(vals.cast(pl.String))
         return None
@@ -315,6 +348,8 @@ def decide(scores: list[Score], *, lossy_allowed: bool) -> Decision:
         if best.db_error:
             bits.append(best.db_error)
         return Decision(None, "no_fix", "no candidate passed the sandbox: " + "; ".join(bits), scores)
+    if any(not s.lossy for s in viable):  # a lossless reading beats any lossy one
+        viable = [s for s in viable if not s.lossy]
     readings: dict[tuple, list[Score]] = {}
     for s in viable:
         readings.setdefault(s.outputs, []).append(s)
@@ -329,10 +364,12 @@ def decide(scores: list[Score], *, lossy_allowed: bool) -> Decision:
                 f"ambiguous: candidates disagree ({_ops(a)} gives {a.outputs[k]!r}, {_ops(b)} gives {b.outputs[k]!r}) "
                 f"and the column's passing values do not decide it"), scores)
         viable = ranked[0]
-    winner = sorted(viable, key=lambda s: (s.candidate.lossy, s.candidate.origin != "library",
+    winner = sorted(viable, key=lambda s: (s.lossy, s.candidate.origin != "library",
                                            s.candidate.origin == "llm", len(s.candidate.ops)))[0]
-    if winner.candidate.lossy and not lossy_allowed:
-        return Decision(winner, "lossy", (f"the fix {_ops(winner)} is lossy; it applies only where the plan sets "
+    if winner.lossy and not lossy_allowed:
+        what = (f"turns {winner.nulled} real value(s) into NULL" if winner.nulled and not winner.candidate.lossy
+                else "is lossy")
+        return Decision(winner, "lossy", (f"the fix {_ops(winner)} {what}; it applies only where the plan sets "
                                           "settings.lossy_fixes_allowed"), scores)
     return Decision(winner, "accepted", f"{_ops(winner)} fixes every value, changes no passing row", scores)
 

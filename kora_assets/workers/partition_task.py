@@ -14,6 +14,7 @@ import polars as pl
 
 from checks.record import FK_OK, RecordValidator
 from kora_assets.dbio.connections import Database
+from kora_assets.dbio.ddl import has_key_constraints
 from kora_assets.dbio.source import SourceReader
 from kora_assets.dbio.target import partition_writer
 from kora_assets.partitions import predicate
@@ -64,6 +65,7 @@ class TableRunner:
     def __post_init__(self):
         self.tp = self.plan.tables[self.table]
         self.transform = TableTransform(self.tp, [f for f in self.fixes if f.column in self.tp.columns])
+        load_semantics(self.plan, self.table)
         self.validator = RecordValidator(self.transform, self.plan.settings)
 
     def run(self, task: PartitionTask, source: Database, target: Database, worker: str = "") -> PartitionResult:
@@ -79,7 +81,8 @@ class TableRunner:
             target, table=target.qualified(plan.target_name(self.table), plan.target.schema_),
             target_columns=[c.target for c in self.transform.columns],
             primary_key=[tp.target_column(k) for k in tp.primary_key],
-            partition_key=task.partition_key, where=tgt_where, plan_table=self.table, run_id=task.run_id)
+            partition_key=task.partition_key, where=tgt_where, plan_table=self.table, run_id=task.run_id,
+            keyed=has_key_constraints(target, plan, self.table))
         with writer as w:
             for batch in reader.batches(self.table, self.transform.source_columns, src_where, chunk):
                 result.source_rows += batch.height
@@ -98,21 +101,36 @@ class TableRunner:
         return result
 
     def _flag_orphans(self, df: pl.DataFrame, w, target: Database) -> pl.DataFrame:
-        """Add a boolean per single-column FK: does the parent key exist in the target?"""
+        """Add a boolean per FK: does the parent key exist in the target (or in this chunk,
+        for a self-reference)? A NULL in any FK column means no reference, as in SQL."""
         plan, flags = self.plan, []
         for i, fk in enumerate(self.tp.foreign_keys):
-            if len(fk.columns) != 1:
-                continue
-            col = self.validator.by_source[fk.columns[0]].o
-            values = df.get_column(col).drop_nulls().unique()
+            outs = [self.validator.by_source[c].o for c in fk.columns]
+            keys = df.select(outs).drop_nulls().unique()
             parent = plan.tables[fk.references]
-            found = set(w.existing_keys(target.qualified(plan.target_name(fk.references), plan.target.schema_),
-                                        parent.target_column(fk.ref_columns[0]), values.to_list()))
+            ref_cols = [parent.target_column(c) for c in fk.ref_columns]
+            found = w.existing_rows(target.qualified(plan.target_name(fk.references), plan.target.schema_),
+                                    ref_cols, keys.get_column(outs[0]).unique().to_list())
+            found = found.rename(dict(zip(found.columns, outs))) if found.width else pl.DataFrame(schema=keys.schema)
             if fk.references == self.table:  # a parent in the same chunk counts (deferred FK)
-                own = self.validator.by_source[fk.ref_columns[0]].o
-                found |= set(df.get_column(own).drop_nulls().to_list())
-            flags.append(pl.col(col).is_in(pl.Series(list(found), dtype=df.schema[col])).alias(FK_OK.format(i)))
-        return df.with_columns(flags) if flags else df
+                own = df.select([pl.col(self.validator.by_source[c].o).alias(o) for c, o in zip(fk.ref_columns, outs)])
+                found = pl.concat([found.cast(keys.schema, strict=False), own.cast(keys.schema, strict=False)])
+            hits = keys.join(found.cast(keys.schema, strict=False).unique(), on=outs, how="semi")
+            flag = f"__fk_ok_{i}"
+            df = (df.join(hits.with_columns(pl.lit(True).alias(flag)), on=outs, how="left", nulls_equal=False, maintain_order="left")
+                  .with_columns(pl.when(pl.any_horizontal([pl.col(o).is_null() for o in outs])).then(True)
+                                .otherwise(pl.col(flag).fill_null(False)).alias(flag)))
+        return df
+
+
+def load_semantics(plan: Plan, table: str) -> None:
+    """Read the semantic types the coordinator stored (no model is loaded in a worker)."""
+    try:
+        from checks.semantic.runtime import prime_table
+
+        prime_table(plan, table, use_model=False)
+    except Exception:  # without stored types the plan's explicit `semantic:` fields still apply
+        pass
 
 
 def _worker_name() -> str:

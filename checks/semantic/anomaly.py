@@ -1,0 +1,121 @@
+"""Anomaly scores for text columns: values far from the rest of their column.
+
+Placeholders, keyboard mash and test data look nothing like the rest of a name or notes
+column. Per column, over the distinct values (each once, whatever its row count, so a frequent
+placeholder cannot pull the column towards itself), two robust z-scores (median and MAD,
+the MAD floored so a near-uniform column does not magnify noise) are averaged:
+
+* **embedding distance**: the cosine distance of the value's MiniLM vector from the column's
+  centroid (the mean direction after trimming the farthest 5 %): what the value *means*
+  compared with the column (``N/A``, ``Test User``, ``lorem ipsum`` in a name column);
+* **character-trigram rarity**: the mean -log share of the column's other values containing
+  each of its character trigrams: what an uncased sub-word encoder sees poorly (``xcvbnm``,
+  ``jjjjjjj``), and a real but rare name does not trip (its trigrams occur in other names).
+
+Values scoring at least the threshold (default 4.5) are anomalies: flagged in the semantic
+asset check, or queued when the plan says ``semantic: <type>:block``. On the planted benchmark
+(bench/semantic_bench.py) each score alone costs either recall or false positives; the mean
+separates both name and notes columns at the same threshold.
+
+The encoder is the expensive part, so at most ``max_embed`` distinct values are embedded per
+call: the most trigram-rare third, every value of a rare *shape* (letters/digits/punctuation
+pattern), and a sample of the rest; values not embedded get no score.
+"""
+from __future__ import annotations
+
+import math
+import random
+from collections import Counter
+from dataclasses import dataclass, field
+
+import numpy as np
+import polars as pl
+
+DEFAULT_THRESHOLD = 4.5
+MAX_EMBED = 1500
+MIN_VALUES = 20  # fewer distinct values than this: no meaningful centroid, no scores
+MIN_SPREAD = 0.04  # lower bound of the distance spread (natural name/e-mail/notes columns: 0.06-0.08)
+MIN_TRIGRAM_SPREAD = 0.3  # lower bound of the trigram-rarity spread
+
+
+@dataclass(frozen=True)
+class Anomaly:
+    value: str
+    score: float
+    rows: int = 1
+    keys: tuple = field(default=(), compare=False)
+
+
+def _robust_z(d: np.ndarray, floor: float) -> np.ndarray:
+    med = float(np.median(d))
+    # floor the spread: in a near-uniform column tiny differences must not score
+    mad = max(float(np.median(np.abs(d - med))) * 1.4826, floor)
+    return (d - med) / mad
+
+
+def trigram_rarity(values: list[str]) -> np.ndarray:
+    """Mean -log document frequency of each value's character trigrams among the *other* values."""
+    grams = [[s[i:i + 3] for i in range(len(s) - 2)] for s in (f"^^{v.lower()}$" for v in values)]
+    df = Counter(g for gs in grams for g in set(gs))
+    n = max(len(values), 2)
+    return np.array([float(np.mean([-math.log((df[g] - 1 + 0.5) / n) for g in gs])) for gs in grams])
+
+
+def _shapes(values: list[str]) -> list[str]:
+    s = pl.Series(values, dtype=pl.String)
+    shape = (s.str.replace_all(r"\p{Lu}+", "A").str.replace_all(r"\p{Ll}+", "a").str.replace_all(r"\d+", "9")
+             .str.replace_all(r"\s+", " "))
+    return (shape + "|" + (s.str.len_chars() // 8).cast(pl.String)).to_list()
+
+
+def choose_for_embedding(values: list[str], rarity: np.ndarray, max_embed: int = MAX_EMBED, seed: int = 0) -> list[int]:
+    """Indexes to embed: all if few; else the most trigram-rare, every rare shape, and a sample of the rest."""
+    if len(values) <= max_embed:
+        return list(range(len(values)))
+    picked = set(np.argsort(-rarity)[: max_embed // 3].tolist())
+    shapes = _shapes(values)
+    freq = Counter(shapes)
+    rare_cut = max(2, int(0.005 * len(values)))
+    picked |= {i for i, s in enumerate(shapes) if freq[s] <= rare_cut}
+    rest = [i for i in range(len(values)) if i not in picked]
+    rng = random.Random(seed)
+    picked |= set(rng.sample(rest, max(0, min(max_embed - len(picked), len(rest)))))
+    return sorted(picked)[: max(max_embed, len(picked))]
+
+
+def score_distinct(values: list, encoder, *, max_embed: int = MAX_EMBED, seed: int = 0) -> dict[str, float]:
+    """Anomaly score of (a budgeted subset of) the distinct values: mean of two robust z-scores."""
+    distinct = sorted({v.strip() for v in values if v is not None and v.strip()})
+    if len(distinct) < MIN_VALUES:
+        return {}
+    rarity = _robust_z(trigram_rarity(distinct), MIN_TRIGRAM_SPREAD)
+    idx = choose_for_embedding(distinct, rarity, max_embed, seed)
+    chosen = [distinct[i] for i in idx]
+    V = encoder.encode(chosen)
+    c = V.mean(0)
+    d = 1.0 - V @ (c / (np.linalg.norm(c) + 1e-12))
+    keep = d <= np.quantile(d, 0.95)
+    c = V[keep].mean(0)
+    d = 1.0 - V @ (c / (np.linalg.norm(c) + 1e-12))
+    z = (_robust_z(d, MIN_SPREAD) + rarity[idx]) / 2.0
+    return {v: float(s) for v, s in zip(chosen, z)}
+
+
+def find_anomalies(series: pl.Series, encoder, *, threshold: float = DEFAULT_THRESHOLD, keys: pl.Series | None = None,
+                   max_embed: int = MAX_EMBED, top: int | None = None) -> list[Anomaly]:
+    """Values of a column scoring above ``threshold``, worst first, with row counts and sample keys."""
+    s = series.cast(pl.String, strict=False)
+    frame = pl.DataFrame({"v": s.str.strip_chars(), "k": keys if keys is not None else pl.Series([None] * len(s))})
+    frame = frame.filter(pl.col("v").is_not_null() & (pl.col("v").str.len_chars() > 0))
+    if frame.height == 0:
+        return []
+    scores = score_distinct(frame["v"].unique().to_list(), encoder, max_embed=max_embed)
+    bad = {v: z for v, z in scores.items() if z >= threshold}
+    if not bad:
+        return []
+    grouped = (frame.filter(pl.col("v").is_in(list(bad))).group_by("v")
+               .agg(pl.len().alias("n"), pl.col("k").head(5).alias("keys")))
+    out = [Anomaly(v, round(bad[v], 2), int(n), tuple(x for x in ks if x is not None))
+           for v, n, ks in grouped.iter_rows()]
+    out.sort(key=lambda a: -a.score)
+    return out[:top] if top else out
