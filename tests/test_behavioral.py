@@ -126,15 +126,24 @@ def pg_conn(loc: str, **kw):
 
 
 @pytest.fixture(scope="module")
-def tpch_dbs(dbs, tmp_path_factory):
-    """TPC-H in MariaDB (source) and its faithful migration in PostgreSQL (target, renamed)."""
+def tpch_dbs(dbs, tmp_path_factory, ray_local, redis_url):
+    """TPC-H in MariaDB (source), migrated to PostgreSQL (target, renamed) by kora itself."""
+    import dagster as dg
+
+    from kora_assets.migrate import migrate
+
     data = tpch.generate(tmp_path_factory.mktemp("tpch"), SCALE)
     src, tgt = dbs.mariadb("tpch_src"), dbs.postgres_database()
     plan = tpch.tpch_plan(mysql_url(src), pg_url(tgt), renames=RENAMES, query_log=str(tpch.QUERIES_FILE))
     with mysql_conn(src, local_infile=True) as c:
         counts = tpch.load_mysql(c, data, plan)
+    outcome = migrate(plan, dg.DagsterInstance.ephemeral())
+    assert outcome.ok, [(t.table, t.status, t.detail[:300]) for t in outcome.tables]
+    replay = {c.asset: c.passed for c in outcome.checks if c.check == "behavioral_replay"}
+    assert replay and all(replay.values()), replay  # the post-migration check ran and matched
     with pg_conn(tgt) as c:
-        assert tpch.load_postgres(c, data, plan) == counts
+        landed = {t: c.execute(f'SELECT COUNT(*) FROM "{plan.target_name(t)}"').fetchone()[0] for t in counts}
+    assert landed == counts
     return plan, src, tgt, data
 
 

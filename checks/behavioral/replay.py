@@ -514,13 +514,13 @@ def _quote_pg(ident: str) -> str:
     return '"' + ident.replace('"', '""') + '"'
 
 
-def _with_driver(url: str) -> str:
+def _with_driver(url: str):
     """SQLAlchemy defaults to drivers kora does not ship; name the ones it does."""
-    for plain, full in (("postgresql://", "postgresql+psycopg://"), ("postgres://", "postgresql+psycopg://"),
-                        ("mysql://", "mysql+pymysql://"), ("mariadb://", "mysql+pymysql://")):
-        if url.startswith(plain):
-            return full + url[len(plain):]
-    return url
+    from sqlalchemy.engine import make_url
+
+    from kora_assets.dbio.connections import _with_driver as with_driver
+
+    return with_driver(make_url(url))
 
 
 def _message(exc: Exception) -> str:

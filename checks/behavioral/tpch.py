@@ -73,6 +73,7 @@ def tpch_plan(source_url: str, target_url: str, *, renames: dict[str, tuple[str,
         cols = {c: {"type": t, "nullable": False, **({"target": col_renames[c]} if c in col_renames else {})}
                 for c, t in columns}
         tables[table] = {"columns": cols, "primary_key": pk,
+                         "indexes": [{"columns": ix} for ix in TPCH_INDEXES.get(table, [])],
                          **({"target": target} if target != table else {})}
     return Plan.model_validate({"name": name, "source": {"url": source_url}, "target": {"url": target_url},
                                 "tables": tables, "query_log": query_log})
