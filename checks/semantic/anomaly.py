@@ -32,7 +32,8 @@ import numpy as np
 import polars as pl
 
 DEFAULT_THRESHOLD = 4.5
-MAX_EMBED = 1500
+MAX_EMBED = 400  # distinct values embedded per column and partition: bounds the CPU cost
+MAX_SCORED = 20_000  # distinct values scored by trigram rarity per column and partition
 MIN_VALUES = 20  # fewer distinct values than this: no meaningful centroid, no scores
 MIN_SPREAD = 0.04  # lower bound of the distance spread (natural name/e-mail/notes columns: 0.06-0.08)
 MIN_TRIGRAM_SPREAD = 0.3  # lower bound of the trigram-rarity spread
@@ -76,11 +77,13 @@ def choose_for_embedding(values: list[str], rarity: np.ndarray, max_embed: int =
     shapes = _shapes(values)
     freq = Counter(shapes)
     rare_cut = max(2, int(0.005 * len(values)))
-    picked |= {i for i, s in enumerate(shapes) if freq[s] <= rare_cut}
-    rest = [i for i in range(len(values)) if i not in picked]
     rng = random.Random(seed)
+    # Free text makes almost every shape rare: take a bounded share of them, never all.
+    rare = [i for i, s in enumerate(shapes) if freq[s] <= rare_cut and i not in picked]
+    picked |= set(rng.sample(rare, min(len(rare), max_embed // 3)))
+    rest = [i for i in range(len(values)) if i not in picked]
     picked |= set(rng.sample(rest, max(0, min(max_embed - len(picked), len(rest)))))
-    return sorted(picked)[: max(max_embed, len(picked))]
+    return sorted(picked)[:max_embed]
 
 
 def score_distinct(values: list, encoder, *, max_embed: int = MAX_EMBED, seed: int = 0) -> dict[str, float]:
@@ -88,6 +91,8 @@ def score_distinct(values: list, encoder, *, max_embed: int = MAX_EMBED, seed: i
     distinct = sorted({v.strip() for v in values if v is not None and v.strip()})
     if len(distinct) < MIN_VALUES:
         return {}
+    if len(distinct) > MAX_SCORED:  # bound the per-value trigram pass on huge free-text columns
+        distinct = sorted(random.Random(seed).sample(distinct, MAX_SCORED))
     rarity = _robust_z(trigram_rarity(distinct), MIN_TRIGRAM_SPREAD)
     idx = choose_for_embedding(distinct, rarity, max_embed, seed)
     chosen = [distinct[i] for i in idx]

@@ -191,18 +191,22 @@ def _landed_anomalies(plan, table: str, partition_key: str, ts: TableSemantics, 
         if not found:
             continue
         counted = {None if v is None else str(v).strip(): int(n) for v, n in counts}
-        with_keys = []
-        for a in found[:20]:
-            keys: tuple = ()
-            if pk:
-                sel = ", ".join(target.quote(k) for k in pk)
-                extra = f"{where} AND " if where else ""
-                with target.engine.connect() as c:
-                    rows = c.execute(sa.text(f"SELECT {sel} FROM {tname} WHERE {extra}TRIM({col}) = :v LIMIT {SAMPLE_KEYS}"),
-                                     {"v": a.value}).all()
-                keys = tuple(json.dumps(dict(zip(pk, r)), separators=(",", ":"), default=str) for r in rows)
-            with_keys.append(Anomaly(a.value, a.score, counted.get(a.value, a.rows), keys))
-        out[cs.target] = with_keys
+        top = found[:20]
+        keys_by_value: dict[str, list[str]] = {}
+        if pk:  # one scan for the sample keys of all top anomalies, not one per anomaly
+            sel = ", ".join(target.quote(k) for k in pk)
+            extra = f"{where} AND " if where else ""
+            params = {f"v{i}": a.value for i, a in enumerate(top)}
+            marks = ", ".join(f":v{i}" for i in range(len(top)))
+            with target.engine.connect() as c:
+                rows = c.execute(sa.text(f"SELECT TRIM({col}), {sel} FROM {tname} WHERE {extra}TRIM({col}) IN ({marks})"),
+                                 params).all()
+            for r in rows:
+                ks = keys_by_value.setdefault(r[0], [])
+                if len(ks) < SAMPLE_KEYS:
+                    ks.append(json.dumps(dict(zip(pk, r[1:])), separators=(",", ":"), default=str))
+        out[cs.target] = [Anomaly(a.value, a.score, counted.get(a.value, a.rows), tuple(keys_by_value.get(a.value, ())))
+                          for a in top]
     return out
 
 
@@ -215,7 +219,8 @@ def semantic_report(plan, table: str, partition_key: str, *, threshold: float = 
     queue = _queue_rows(plan, table, partition_key, target)
     report = SemanticReport(table, partition_key, ts, _violations(queue), anomaly_threshold=threshold)
     try:
-        report.anomalies = _landed_anomalies(plan, table, partition_key, ts, target, threshold, max_embed)
+        if max_embed > 0:
+            report.anomalies = _landed_anomalies(plan, table, partition_key, ts, target, threshold, max_embed)
     except Exception as exc:
         report.notes.append(f"anomaly scoring failed: {exc}")
         log.warning("kora: semantic anomaly scoring of %s failed: %s", table, exc)
@@ -307,7 +312,12 @@ def _build_one(plan, table: str, threshold: float) -> dg.AssetChecksDefinition:
                   target_db: DatabaseResource) -> dg.AssetCheckResult:
         bound = _bind(plan, source_db, target_db)
         keys = list(context.partition_keys) if (context.has_partition_key or context.has_partition_key_range) else ["all"]
-        reports = [semantic_report(bound, table, k, threshold=threshold) for k in keys]
+        if len(keys) == 1:
+            reports = [semantic_report(bound, table, keys[0], threshold=threshold)]
+        else:  # a backfill: rule hits per partition, anomalies once over the table (one embedding budget)
+            reports = [semantic_report(bound, table, k, threshold=threshold, max_embed=0) for k in keys]
+            whole = semantic_report(bound, table, "all", threshold=threshold, record=False)
+            reports[0].anomalies = whole.anomalies
         for r in reports:
             for note in r.notes:
                 context.log.warning(f"{table} {r.partition_key}: {note}")
