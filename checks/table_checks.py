@@ -69,7 +69,9 @@ def evaluate_table_checks(context, plan: Plan, table: str, partition_keys: list[
     tp = plan.tables[table]
     pending = f"deferred: judged once every partition of {table} has landed"
     for name, fn in ((STRUCTURAL, lambda: check_structure(plan, table, se, te)),
-                     (REFERENTIAL, lambda: check_references(plan, table, se, te))):
+                     # The rolled-back trial delete is proven on server databases; on a SQLite
+                     # target the declared actions are compared (its write lock would race the loader).
+                     (REFERENTIAL, lambda: check_references(plan, table, se, te, trial=target.dialect != "sqlite"))):
         if name == REFERENTIAL and not tp.foreign_keys:
             continue
         if complete:
