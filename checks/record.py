@@ -165,7 +165,6 @@ class RecordValidator:
 
     def split(self, df: pl.DataFrame) -> Split:
         """Valid target rows, error rows (``ERROR_COLUMNS``) and audit rows of applied fixes."""
-        tp = self.transform.plan
         first = pl.coalesce([pl.when(ck.fails.fill_null(False)).then(pl.lit(i, dtype=pl.Int32))
                              for i, ck in enumerate(self.checks)]).alias("__err")
         df = df.with_columns(first)

@@ -25,7 +25,7 @@ from dataclasses import dataclass, field
 
 import polars as pl
 
-from checks.record import FK_OK, _any
+from checks.record import FK_OK
 from kora_assets.bookkeeping.tables import bookkeeping_table
 from kora_assets.dbio.connections import Database
 from kora_assets.dbio.target import _csv_ready
@@ -63,6 +63,16 @@ class ApplyResult:
         return self.landed + self.quarantined + self.retried + self.requeued
 
 
+def _split_landable(df: pl.DataFrame, tr, tp, val, keys, sandbox) -> tuple[pl.DataFrame, pl.DataFrame, pl.Series, list]:
+    """Landable rows (valid, no row flag), the rest, the validation mask and the row flags."""
+    vmask = sandbox.valid_mask(df, val)
+    flags = row_flags(df, tr, tp, keys, sandbox)
+    ok = vmask
+    for f in flags:
+        ok = ok & ~f[0]
+    return df.filter(ok), df.filter(~ok), vmask, flags
+
+
 def _now() -> str:
     return dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds")
 
@@ -96,12 +106,7 @@ def apply_table(plan: Plan, table: str, sandbox: TableSandbox, pending: pl.DataF
         df, tr, val = sandbox.run(frame, fixes, fk_ok=False)
         df = _flag_parents(df, plan, table, sandbox, cur, target)
         landed_pk = _landed_keys(df, plan, table, sandbox, cur, target)
-        vmask = sandbox.valid_mask(df, val)
-        flags = row_flags(df, tr, tp, landed_pk, sandbox)
-        ok = vmask
-        for f in flags:
-            ok = ok & ~f[0]
-        good, bad = df.filter(ok), df.filter(~ok)
+        good, bad, vmask, flags = _split_landable(df, tr, tp, val, landed_pk, sandbox)
         valid = tr.output_frame(good)
         if valid.height:
             _copy(cur, tgt_table, valid.columns, valid, target.quote)
@@ -349,12 +354,7 @@ def _apply_sqlite(plan, table, sandbox, pending, fixes, verdicts, target, run_id
         if flags:
             df = df.with_columns(flags)
         dup = pl.Series("dup", [False] * df.height)
-        vmask = sandbox.valid_mask(df, val)
-        flags = row_flags(df, tr, tp, dup, sandbox)
-        ok = vmask
-        for f in flags:
-            ok = ok & ~f[0]
-        good, bad = df.filter(ok), df.filter(~ok)
+        good, bad, vmask, flags = _split_landable(df, tr, tp, val, dup, sandbox)
         valid = tr.output_frame(good)
         from kora_assets.dbio.target import _sqlite_ready
 

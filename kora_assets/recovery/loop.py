@@ -136,7 +136,6 @@ class RecoveryAgent:
     # -- one pass ------------------------------------------------------------------------------
     def load_pending(self, table: str) -> pl.DataFrame:
         q = bookkeeping_table(self.target, "error_queue")
-        cols = ["__qid", "__partition", "row", "__prev_column", "__prev_class", "__prev_value", "__attempts", "__history"]
         if self.target.dialect == "postgresql":
             import psycopg
 

@@ -103,7 +103,7 @@ class TableRunner:
     def _flag_orphans(self, df: pl.DataFrame, w, target: Database) -> pl.DataFrame:
         """Add a boolean per FK: does the parent key exist in the target (or in this chunk,
         for a self-reference)? A NULL in any FK column means no reference, as in SQL."""
-        plan, flags = self.plan, []
+        plan = self.plan
         for i, fk in enumerate(self.tp.foreign_keys):
             outs = [self.validator.by_source[c].o for c in fk.columns]
             keys = df.select(outs).drop_nulls().unique()
@@ -116,7 +116,7 @@ class TableRunner:
                 own = df.select([pl.col(self.validator.by_source[c].o).alias(o) for c, o in zip(fk.ref_columns, outs)])
                 found = pl.concat([found.cast(keys.schema, strict=False), own.cast(keys.schema, strict=False)])
             hits = keys.join(found.cast(keys.schema, strict=False).unique(), on=outs, how="semi")
-            flag = f"__fk_ok_{i}"
+            flag = FK_OK.format(i)
             df = (df.join(hits.with_columns(pl.lit(True).alias(flag)), on=outs, how="left", nulls_equal=False, maintain_order="left")
                   .with_columns(pl.when(pl.any_horizontal([pl.col(o).is_null() for o in outs])).then(True)
                                 .otherwise(pl.col(flag).fill_null(False)).alias(flag)))
