@@ -29,7 +29,7 @@ differ from the truth (a plan/validation gap, not recovery's doing); LLM calls; 
     .venv/bin/python bench/recovery_bench.py --only beers --llm transformers
 
 Needs PostgreSQL on 127.0.0.1:5432 (postgres, trust) and Redis on 127.0.0.1:6379 (optional).
-Databases: kora_rec_bench_<data set> (dropped at the end unless --keep). Results: bench/out/recovery_results.json.
+Databases: <--db-prefix, default kora_rec_bench_><data set> (dropped at the end unless --keep). Results: bench/out/recovery_results.json.
 """
 from __future__ import annotations
 
@@ -255,7 +255,7 @@ def run_crm(seed: int, args, llm) -> dict:
                     "--today", dt.date.today().isoformat()], check=True,
                    stdout=subprocess.DEVNULL)
     spec = json.loads((out / "spec.json").read_text())
-    target = fresh_pg(f"kora_rec_bench_crm{seed}")
+    target = fresh_pg(f"{args.db_prefix}crm{seed}")
     os.environ["KORA_FIX_LIBRARY_URL"] = target  # a fresh library per data set: nothing learned beforehand
     report, secs = migrate(crm_plan(spec, f"sqlite:///{out / 'source.sqlite'}", target, args.workers), out, llm)
     res = {"data_set": f"legacy_crm seed {seed}", "seconds": round(secs, 1), "llm_calls": report.llm_calls,
@@ -275,14 +275,14 @@ def run_crm(seed: int, args, llm) -> dict:
         res["tables"][table] = r
     con.close()
     if not args.keep:
-        pg_exec(f'DROP DATABASE IF EXISTS "kora_rec_bench_crm{seed}" WITH (FORCE)')
+        pg_exec(f'DROP DATABASE IF EXISTS "{args.db_prefix}crm{seed}" WITH (FORCE)')
     return res
 
 
 def run_beers(args, llm) -> dict:
     out = Path(tempfile.mkdtemp(prefix="kora_beers_"))
     src = beers_source(out)
-    target = fresh_pg("kora_rec_bench_beers")
+    target = fresh_pg(f"{args.db_prefix}beers")
     os.environ["KORA_FIX_LIBRARY_URL"] = target
     report, secs = migrate(beers_plan(f"sqlite:///{src}", target, args.workers), out, llm)
     truth = pl.read_csv(SHARED / "beers" / "clean.csv", infer_schema=False).with_columns(pl.lit("land").alias("expected"))
@@ -291,7 +291,7 @@ def run_beers(args, llm) -> dict:
     r = score(truth, dirty, target_frame(target, "beers"), queue_frame(target, "beers"), "index", types,
               audits=audit_frame(target, "beers", "index"))
     if not args.keep:
-        pg_exec('DROP DATABASE IF EXISTS "kora_rec_bench_beers" WITH (FORCE)')
+        pg_exec(f'DROP DATABASE IF EXISTS "{args.db_prefix}beers" WITH (FORCE)')
     return {"data_set": "beers", "seconds": round(secs, 1), "llm_calls": report.llm_calls,
             "generations": sum(report.generations.values()), "tables": {"beers": r}}
 
@@ -306,6 +306,8 @@ def main() -> int:
     ap.add_argument("--llm", choices=["none", "transformers", "openai"], default="none",
                     help="the LLM resource kind (openai reads KORA_LLM_BASE_URL / KORA_LLM_MODEL)")
     ap.add_argument("--keep", action="store_true", help="keep the bench databases")
+    ap.add_argument("--db-prefix", default="kora_rec_bench_",
+                    help="name prefix of the bench databases (so two runs side by side do not drop each other's)")
     args = ap.parse_args()
     logging.basicConfig(level=logging.WARNING, format="%(message)s")
     os.environ.setdefault("RAY_AUTH_MODE", "disabled")

@@ -248,3 +248,171 @@ def test_a_chain_that_deletes_real_values_is_lossy():
     assert d.verdict == "lossy" and "into NULL" in d.reason
     good = Score(Candidate((ParseNumber(),)), 1.0, outputs=("1", "2"))
     assert decide([nulls, good], lossy_allowed=False).winner is good  # a lossless reading beats a lossy one
+
+
+# -- the cross-column operator: split_from_sibling ------------------------------------------------
+
+STATES = ["CA", "CO", "OR", "WA", "MO", "TX"]
+
+
+def _split(**kw):
+    from kora_assets.transforms.operators import parse_operator
+
+    return parse_operator({"op": "split_from_sibling", "sibling": "city", "separators": [",", " "],
+                           "values": STATES, **kw})
+
+
+def test_split_from_sibling_moves_a_known_suffix_only_into_an_empty_column():
+    op = _split()
+    df = pl.DataFrame({"state": [None, None, "WA", None, " ", None, None, None],
+                       "city": ["Bend, OR", "San Francisco CA", "Seattle OR", "Kansas City MO", "Eugene ,OR ",
+                                "Portland", "Nowhere ZZ", "OR"]})
+    out = df.select(op.expr(pl.col("state")).alias("state"), op.sibling_expr(pl.col("state")).alias("city"))
+    assert out["state"].to_list() == ["OR", "CA", "WA", "MO", "OR", None, None, None]
+    assert out["city"].to_list() == ["Bend", "San Francisco", "Seattle OR", "Kansas City", "Eugene", "Portland",
+                                     "Nowhere ZZ", "OR"]
+    # a value with regex metacharacters is matched literally
+    dash = pl.DataFrame({"s": [None, None], "c": ["Somewhere X-1", "Elsewhere XX1"]})
+    from kora_assets.transforms.operators import SplitFromSibling
+
+    op2 = SplitFromSibling(sibling="c", separators=[" "], values=["X-1", "X.1"])
+    assert dash.select(op2.expr(pl.col("s")).alias("s"))["s"].to_list() == ["X-1", None]
+
+
+@pytest.mark.parametrize("bad", [
+    {"sibling": ""},  # no sibling
+    {"separators": ["x"]},  # not a separator of the closed set
+    {"separators": []},
+    {"separators": [",", ","]},
+    {"values": []},
+    {"values": ["A,B"]},  # a value containing a separator
+    {"values": [" CA"]},  # padded value
+    {"values": ["x" * 65]},
+    {"code": "import os"},  # unknown field
+    {"sibling": "city\x00; DROP TABLE t"},
+])
+def test_split_from_sibling_schema_rejects_bad_parameters(bad):
+    from pydantic import ValidationError
+
+    with pytest.raises(ValidationError):
+        _split(**bad)
+
+
+def test_split_from_sibling_is_a_fix_operator_alone_and_not_a_plan_transform():
+    from pydantic import ValidationError
+
+    from kora_assets.recovery.library import parse_ops
+    from kora_assets.transforms.operators import OPERATOR_NAMES
+
+    good = {"op": "split_from_sibling", "sibling": "city", "separators": [" "], "values": ["CA"]}
+    assert parse_ops([good])[0].sibling == "city"
+    assert parse_answer(json.dumps({"ops": [good]}))[0].op == "split_from_sibling"
+    with pytest.raises(RejectedAnswer, match="only operator"):
+        parse_answer(json.dumps({"ops": [good, {"op": "upper"}]}))
+    with pytest.raises(ValueError, match="only operator"):
+        parse_ops([{"op": "trim"}, good])
+    with pytest.raises(ValidationError):  # a plan's transform cannot write another column
+        ColumnPlan(type="char(2)", transform=[good])
+    assert "split_from_sibling" not in OPERATOR_NAMES
+    assert "split_from_sibling" in json.dumps(answer_schema())
+
+
+def _split_plan(city_type="varchar(40)"):
+    return Plan.model_validate({"name": "sp", "source": {"url": "sqlite:///s.db"}, "target": {"url": "sqlite:///t.db"},
+                                "tables": {"b": {"primary_key": ["id"], "columns": {
+                                    "id": {"type": "integer", "nullable": False}, "city": {"type": city_type},
+                                    "state": {"type": "char(2)", "nullable": False}}}}})
+
+
+def _split_ctx(plan, failing: list[str], passing: list[tuple[str, str]]):
+    tp = plan.tables["b"]
+    rows = pl.DataFrame({"id": [str(i) for i in range(len(failing))], "city": failing, "state": [None] * len(failing)},
+                        schema={"id": pl.String, "city": pl.String, "state": pl.String})
+    ok = pl.DataFrame({"id": [str(100 + i) for i in range(len(passing))], "city": [c for c, _ in passing],
+                       "state": [s for _, s in passing]}).with_columns(pl.col("state").alias("__value"))
+    return GroupContext(Signature("constraint.not_null", "b", "state", "*"), "state", tp.columns["state"],
+                        pl.Series([None] * len(failing), dtype=pl.String), Settings(), rows=rows, passing_rows=ok,
+                        table=tp)
+
+
+PASSING = [(f"Town{i}", STATES[i % len(STATES)]) for i in range(60)]
+
+
+def test_rules_propose_a_split_only_on_evidence_from_every_row():
+    from kora_assets.transforms.operators import SplitFromSibling
+
+    plan = _split_plan()
+    g = generate(_split_ctx(plan, ["Bend, OR", "San Francisco CA", "Kansas City MO"], PASSING))
+    (cand,) = g.candidates
+    assert cand.ops == (SplitFromSibling(sibling="city", separators=[",", " "], values=sorted(STATES)),)
+    assert not g.unfixable and not g.ask_llm
+    # one failing row without a known suffix: no candidate, the NULL stays unfixable
+    g = generate(_split_ctx(plan, ["Bend, OR", "Springfield"], PASSING))
+    assert not g.candidates and "NOT NULL" in g.unfixable
+    g = generate(_split_ctx(plan, ["Bend, OR", "Nowhere ZZ"], PASSING))
+    assert not g.candidates
+    # the sibling's passing values end in such codes anyway: the suffix is part of the city
+    usual = [(f"Town{i} {s}", s) for i, (_, s) in enumerate(PASSING)]
+    assert not generate(_split_ctx(plan, ["Bend, OR"], usual)).candidates
+    # a free-text column (every value distinct) is not a code to split off
+    names = [(f"Town{i}", f"S{i:02d}") for i in range(60)]
+    assert not generate(_split_ctx(plan, ["Bend S01"], names)).candidates
+
+
+def test_split_fix_applies_to_both_columns_or_to_neither():
+    from checks.record import RecordValidator
+    from kora_assets.recovery.siblings import apply_sibling_writes
+    from kora_assets.transforms.compiler import LearnedFix, TableTransform
+    from kora_assets.transforms.operators import FixMojibake, SplitFromSibling
+
+    plan = _split_plan("varchar(12)")
+    tp = plan.tables["b"]
+    split = LearnedFix(7, "state", "constraint.not_null", (SplitFromSibling(sibling="city", separators=[","],
+                                                                            values=["OR", "MO"]),))
+    moji = LearnedFix(8, "city", "encoding.mojibake", (FixMojibake(),))
+    src = pl.DataFrame({"id": ["1", "2", "3", "4", "5"],
+                        "city": ["Bend, OR", "Salem", "MÃ¼nster, MO", "Hood River Valley, OR", "Kansas City, MO"],
+                        "state": [None, "OR", None, None, "MO"]})
+    tr = TableTransform(tp, [moji, split])
+    val = RecordValidator(tr, plan.settings)
+    df = apply_sibling_writes(val.apply_fixes(tr.apply(src.lazy())), tr, plan.settings).collect()
+    by = {c.source: c for c in tr.columns}
+    out = df.select(pl.col(by["city"].o).alias("city"), pl.col(by["state"].o).alias("state"),
+                    pl.col(by["city"].fixed_by).alias("fc"), pl.col(by["state"].fixed_by).alias("fs"))
+    assert out.rows() == [
+        ("Bend", "OR", 7, 7),  # both halves, both audited with the fix id
+        ("Salem", "OR", None, None),  # passing row untouched
+        ("Münster, MO", None, 8, None),  # the city was fixed otherwise: no half split
+        ("Hood River Valley, OR", None, None, None),  # 'Hood River Valley' is too long for varchar(12): neither
+        ("Kansas City, MO", "MO", None, None),  # the state is there: nothing moves
+    ]
+
+
+def test_cross_column_fix_broadcast_and_worker_filter(tmp_path, monkeypatch):
+    from kora_assets.recovery.broadcast import WorkerFixes, inline_ok
+    from kora_assets.transforms.operators import SplitFromSibling
+
+    plan, key = _split_plan(), b"secret"
+    op = SplitFromSibling(sibling="city", separators=[" "], values=["OR"])
+    fix = LibraryFix(3, Signature("constraint.not_null", "b", "state", "*"), [op])
+    table, lf = decode_fix(key, plan, encode_fix(key, plan, "b", fix))
+    assert table == "b" and lf.ops == (op,) and not inline_ok(lf)
+    other = LibraryFix(4, Signature("constraint.not_null", "b", "state", "*"),
+                       [SplitFromSibling(sibling="town", separators=[" "], values=["OR"])])
+    with pytest.raises(RejectedBroadcast, match="column"):  # names a sibling the plan does not have
+        decode_fix(key, plan, encode_fix(key, plan, "b", other))
+    env = json.loads(encode_fix(key, plan, "b", fix))
+    payload = json.loads(env["payload"])
+    payload["ops"] = [{"op": "split_from_sibling", "sibling": "city", "separators": [" "], "values": []}]
+    forged = json.dumps(payload)
+    with pytest.raises(RejectedBroadcast, match="operators"):  # signed, but the parameters do not validate
+        decode_fix(key, plan, json.dumps({"payload": forged, "sig": sign(key, forged)}))
+    # workers leave cross-column fixes to recovery (half a split must never land)
+    monkeypatch.setenv("KORA_FIX_LIBRARY_URL", f"sqlite:///{tmp_path / 'lib.db'}")
+    lib = FixLibrary.for_plan(plan)
+    fid = lib.save(Signature("constraint.not_null", "b", "state", "*"), [op], origin="rules")
+    assert [f.fix_id for f in lib.learned_fixes(plan, "b")] == [fid]
+    wf = WorkerFixes(plan)
+    assert wf.for_table("b") == []
+    wf._received("b", lf)
+    assert wf.for_table("b", refresh=False) == []

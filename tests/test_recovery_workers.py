@@ -204,3 +204,59 @@ def test_openai_compatible_client_asks_for_schema_constrained_json():
     rf = seen["body"]["response_format"]
     assert rf["type"] == "json_schema" and rf["json_schema"]["schema"]["required"] == ["ops"]
     assert LLMResource(kind="none").client() is None
+
+
+# -- a cross-column fix through the recovery path, on PostgreSQL ----------------------------------
+
+BREW_STATES = ["CA", "CO", "OR", "WA", "MO", "TX", "NC", "WI"]
+BREW_SPLIT = {61: ("Bend OR", "Bend", "OR"), 62: ("San Francisco CA", "San Francisco", "CA"),
+              63: ("Kansas City, MO", "Kansas City", "MO"), 64: ("Winston-Salem  NC ", "Winston-Salem", "NC"),
+              65: ("Bend OR", "Bend", "OR")}
+
+
+def brew_source(tmp_path) -> str:
+    path = tmp_path / "brew.db"
+    con = sqlite3.connect(path)
+    con.execute("CREATE TABLE brew (id TEXT, name TEXT, city TEXT, state TEXT)")
+    rows = [(str(i), f"Brewery {i}", f"Town {i}", BREW_STATES[i % len(BREW_STATES)]) for i in range(1, 61)]
+    rows += [(str(i), f"Brewery {i}", city, None) for i, (city, _, _) in BREW_SPLIT.items()]
+    con.executemany("INSERT INTO brew VALUES (?, ?, ?, ?)", rows)
+    con.commit()
+    con.close()
+    return f"sqlite:///{path}"
+
+
+def test_recovery_splits_a_state_out_of_the_city_and_audits_both_columns(tmp_path, pg_target, monkeypatch):
+    from kora_assets.recovery.loop import run_until_stable
+
+    monkeypatch.delenv("KORA_FIX_LIBRARY_URL", raising=False)
+    plan = Plan.model_validate({
+        "name": f"brew{uuid.uuid4().hex[:6]}", "source": {"url": brew_source(tmp_path)}, "target": {"url": pg_target},
+        "tables": {"brew": {"primary_key": ["id"], "columns": {
+            "id": {"type": "integer", "nullable": False}, "name": {"type": "text"},
+            "city": {"type": "varchar(40)"}, "state": {"type": "char(2)", "nullable": False}}}}})
+    target = Database(plan.target.url, "target")
+    ensure_target_schema(target, plan)
+    res = TableRunner(plan, "brew").run(PartitionTask("brew", "all", "r0"), Database(plan.source.url, "source"), target)
+    assert (res.landed, res.queued) == (60, len(BREW_SPLIT))
+
+    report = run_until_stable(plan, llm=None, redis_url=REDIS, report_to_dagster=False)
+    (learned,) = report.tables["brew"].fixes_learned
+    assert learned["signature"] == "constraint.not_null|brew.state|*"
+    assert learned["ops_json"][0]["op"] == "split_from_sibling" and learned["ops_json"][0]["sibling"] == "city"
+    assert sorted(learned["ops_json"][0]["values"]) == sorted(BREW_STATES)
+    with psycopg.connect(pg_target) as c:
+        landed = {r[0]: (r[1], r[2], r[3]) for r in c.execute("SELECT id, name, city, state FROM brew")}
+        queue = dict(c.execute("SELECT (primary_key->>'id')::int, status FROM kora.error_queue").fetchall())
+        audits = c.execute("SELECT (primary_key->>'id')::int, column_name, before, after, fix_id "
+                           "FROM kora.fix_audit ORDER BY 1, 2").fetchall()
+        fix_id = c.execute("SELECT id FROM kora.fix_library WHERE status = 'active'").fetchone()[0]
+    assert len(landed) == 60 + len(BREW_SPLIT)  # none lost
+    for i in range(1, 61):  # rows that passed are exactly as read
+        assert landed[i] == (f"Brewery {i}", f"Town {i}", BREW_STATES[i % len(BREW_STATES)])
+    for i, (raw, city, state) in BREW_SPLIT.items():
+        assert landed[i] == (f"Brewery {i}", city, state), (i, landed[i])
+        assert queue[i] == "fixed"
+    # every changed value keeps its original, for both columns the fix touched
+    assert audits == [row for i, (raw, city, state) in sorted(BREW_SPLIT.items())
+                      for row in ((i, "city", raw, city, fix_id), (i, "state", None, state, fix_id))]

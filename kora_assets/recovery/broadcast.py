@@ -5,7 +5,9 @@ HMAC-SHA256>}``. A worker uses a message only if the HMAC verifies with the conf
 (``KORA_FIX_HMAC_KEY``, else a key generated once per fix library) *and* its operators validate
 against the closed operator schema; anything else is dropped and logged. Redis only
 coordinates: a missed message costs nothing, because workers also load the library's active
-fixes whenever it changes (checked before each partition).
+fixes whenever it changes (checked before each partition). Cross-column fixes
+(``split_from_sibling``) are signed and validated like any other (their sibling must be a column
+of the plan's table), but workers do not apply them inline (``inline_ok``): recovery does.
 """
 from __future__ import annotations
 
@@ -22,6 +24,7 @@ from kora_assets.plan.model import Plan
 from kora_assets.recovery.classify import Signature, guarded, shape_kind
 from kora_assets.recovery.library import FixLibrary, LibraryFix, library_url, ops_to_json, parse_ops
 from kora_assets.transforms.compiler import LearnedFix
+from kora_assets.transforms.operators import cross_column_ops
 
 log = logging.getLogger("kora.recovery")
 MAX_AGE_S = 24 * 3600
@@ -130,8 +133,8 @@ class FixSubscriber:
             self.rejected += 1
             log.warning("dropped a fix broadcast: %s", exc)
             return False
-        self.received += 1
         self.on_fix(table, fix)
+        self.received += 1  # counted once handed over (a hot swap done), so a waiter sees its effect
         return True
 
 
@@ -176,6 +179,14 @@ class SignatureLock:
         return False
 
 
+def inline_ok(fix: LearnedFix) -> bool:
+    """Whether a worker may apply a fix inline. Not a cross-column one: the worker's validator
+    replaces one column's values per fix, and half a split (``state`` filled, ``city`` still
+    ``'Bend OR'``) would land a wrong row. Its rows are queued instead, and recovery, which
+    applies both halves together (``kora_assets.recovery.siblings``), lands them."""
+    return not cross_column_ops(fix.ops)
+
+
 class WorkerFixes:
     """What a worker knows about learned fixes: the library's (reloaded when it changes) plus
     broadcasts received since. Used by the Ray worker actor."""
@@ -205,6 +216,9 @@ class WorkerFixes:
             log.warning("fix broadcasts off for this worker: %s", exc)
 
     def _received(self, table: str, fix: LearnedFix) -> None:
+        if not inline_ok(fix):
+            log.info("fix %s is cross-column: recovery applies it, not the worker inline", fix.fix_id)
+            return
         with self._lock:
             known = self._library.get(table, []) + self._broadcast.get(table, [])
             if any(f.fix_id == fix.fix_id for f in known):
@@ -220,7 +234,7 @@ class WorkerFixes:
                 lib = self._library_obj()
                 v = lib.version(self.plan.target_name(table))
                 if self._versions.get(table) != v:
-                    fixes = lib.learned_fixes(self.plan, table)
+                    fixes = [f for f in lib.learned_fixes(self.plan, table) if inline_ok(f)]
                     with self._lock:
                         self._library[table] = fixes
                         self._versions[table] = v
@@ -232,5 +246,5 @@ class WorkerFixes:
             return list(self._library.get(table, [])) + list(self._broadcast.get(table, []))
 
 
-__all__ = ["FixSubscriber", "SignatureLock", "WorkerFixes", "channel", "decode_fix", "encode_fix", "publish",
+__all__ = ["FixSubscriber", "SignatureLock", "WorkerFixes", "channel", "decode_fix", "encode_fix", "inline_ok", "publish",
            "shape_kind", "guarded"]

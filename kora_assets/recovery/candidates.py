@@ -17,13 +17,13 @@ from dataclasses import dataclass, field
 
 import polars as pl
 
-from kora_assets.plan.model import ColumnPlan, Settings
+from kora_assets.plan.model import ColumnPlan, Settings, TablePlan
 from kora_assets.recovery.classify import UNFIXABLE, Signature
 from kora_assets.recovery.library import ZERO_DATES, is_lossy
 from kora_assets.transforms.operators import (PLACEHOLDERS, CaseFoldToAllowed, CollapseWhitespace, Default,
                                               FixMojibake, Lower, MapValues, NullIf, ParseBoolean, ParseDate,
-                                              ParseNumber, ParseTimestamp, RemoveNul, Scale, Trim, Truncate,
-                                              Upper, MOJIBAKE_PATTERN)
+                                              ParseNumber, ParseTimestamp, RemoveNul, Scale, SplitFromSibling,
+                                              Trim, Truncate, Upper, MOJIBAKE_PATTERN, SPLIT_SEPARATORS, _rx_escape)
 
 #: Date formats tried, most common first. Two-digit years are left out on purpose: their
 #: century is a guess. Year-day-month orders are left out: no system writes them.
@@ -82,6 +82,12 @@ class GroupContext:
     settings: Settings
     passing: pl.Series | None = None  # text of values of this column that pass (profile)
     today: dt.date = field(default_factory=dt.date.today)
+    #: for cross-column evidence: the group's failing rows (source columns), sample rows whose
+    #: value of this column passes (source columns + ``__value``, the landed value as text),
+    #: and the table's plan
+    rows: pl.DataFrame | None = None
+    passing_rows: pl.DataFrame | None = None
+    table: TablePlan | None = None
 
 
 def generate(ctx: GroupContext) -> Generation:
@@ -225,10 +231,70 @@ def _placeholder(ctx: GroupContext) -> Generation:
 
 
 def _not_null(ctx: GroupContext) -> Generation:
+    split = _split_from_sibling(ctx)
+    if split:
+        return Generation(split, ask_llm=False)
     if ctx.column.default is not None:
         return Generation([Candidate((Default(value=ctx.column.default),), note="fill the column default (lossy)")],
                           ask_llm=False)
     return Generation(unfixable="NULL in a NOT NULL column with no default: the value cannot be derived", ask_llm=False)
+
+
+#: A column can take its value from a sibling only if it is code-like: few distinct passing
+#: values, each repeated (a state, a country code, a unit), not free text.
+SPLIT_MAX_VALUES = 500
+SPLIT_MIN_PASSING = 20
+SPLIT_MIN_REPEAT = 3.0
+#: ... and only if the sibling's passing values do not normally end that way themselves.
+SPLIT_MAX_PASSING_SHARE = 0.01
+
+
+def _split_from_sibling(ctx: GroupContext) -> list[Candidate]:
+    """``state`` NULL with ``city`` ``'Bend OR'``: every failing row's sibling text ends in a
+    separator and a value this column is known to take. Candidates (one per sibling that fits
+    every row) for ``split_from_sibling``; none without that evidence.
+
+    Evidence required, all vectorized: the column is code-like in the passing sample (at most
+    ``SPLIT_MAX_VALUES`` distinct values, each seen ``SPLIT_MIN_REPEAT`` times on average); *every*
+    failing row's sibling ends in ``<separator><known value>`` after a non-empty rest; and in the
+    passing sample the sibling almost never ends that way (else the suffix is part of its values)."""
+    rows, ok, tp = ctx.rows, ctx.passing_rows, ctx.table
+    col = ctx.source_column
+    if rows is None or ok is None or tp is None or rows.height == 0 or col not in rows.columns:
+        return []
+    blank = rows.select((pl.col(col).is_null() | (pl.col(col).cast(pl.String, strict=False).str.strip_chars() == ""))
+                        .all()).item()
+    if not blank:
+        return []
+    seps = "".join(x for x in SPLIT_SEPARATORS if x != " ")
+    vals = ok["__value"].drop_nulls()
+    vals = vals.filter(vals.str.len_chars().is_between(1, 64) & ~vals.str.contains(f"[{_rx_escape(seps)}]")
+                       & (vals == vals.str.strip_chars()))
+    known = vals.unique().sort()
+    if (vals.len() < SPLIT_MIN_PASSING or known.len() == 0 or known.len() > SPLIT_MAX_VALUES
+            or vals.len() / known.len() < SPLIT_MIN_REPEAT):
+        return []
+    # rest (not ending in a space or separator) | separator | a known value
+    alt = "|".join(_rx_escape(v) for v in sorted(known.to_list(), key=lambda v: (-len(v), v)))
+    pattern = rf"^(.*[^\s{_rx_escape(seps)}])(\s*[{_rx_escape(seps)}]\s*|\s+)({alt})\s*$"
+    out = []
+    for sib, sp in tp.columns.items():
+        if sib == col or sib not in rows.columns or not sp.ktype.is_text:
+            continue
+        text = rows[sib].cast(pl.String, strict=False)
+        sep = text.str.extract(pattern, 2)
+        if text.null_count() or sep.null_count():
+            continue  # some failing row's sibling carries no such suffix
+        if sib in ok.columns and ok.height:
+            both = ok.filter(pl.col("__value").is_not_null())[sib].cast(pl.String, strict=False)
+            if both.len() and float(both.str.contains(pattern).fill_null(False).mean()) > SPLIT_MAX_PASSING_SHARE:
+                continue  # the sibling's values end like this anyway: the suffix belongs to them
+        used = set(sep.str.strip_chars().unique().to_list())
+        separators = [x for x in SPLIT_SEPARATORS if (x.strip() or "") in used]
+        op = SplitFromSibling(sibling=sib, separators=separators, values=known.to_list())
+        out.append(Candidate((op,), note=(f"{rows.height} row(s): {sib} ends in a separator and a known value of "
+                                          f"{col} ({known.len()} known); move it over")))
+    return out
 
 
 def _mojibake(ctx: GroupContext) -> Generation:

@@ -21,7 +21,8 @@ from kora_assets.naming import KORA_SCHEMA
 from kora_assets.plan.model import Plan
 from kora_assets.recovery.classify import Signature, guarded, shape_kind
 from kora_assets.transforms.compiler import LearnedFix
-from kora_assets.transforms.operators import OPERATOR_LIST_ADAPTER, PLACEHOLDERS, MapValues, NullIf, _Op
+from kora_assets.transforms.operators import (OPERATOR_LIST_ADAPTER, PLACEHOLDERS, MapValues, NullIf, _Op, check_chain,
+                                              cross_column_ops)
 
 log = logging.getLogger("kora.recovery")
 ZERO_DATES = ("0000-00-00", "0000-00-00 00:00:00", "0000-00-00 00:00:00.000000", "00/00/0000", "00.00.0000")
@@ -106,7 +107,9 @@ def parse_ops(data) -> list[_Op]:
     """Untrusted operator JSON (library, LLM, broadcast) into operators of the closed set."""
     if isinstance(data, str):
         data = json.loads(data)
-    return list(OPERATOR_LIST_ADAPTER.validate_python(data))
+    ops = list(OPERATOR_LIST_ADAPTER.validate_python(data))
+    check_chain(ops)
+    return ops
 
 
 def is_lossy(ops) -> bool:
@@ -151,6 +154,8 @@ class LibraryFix:
         src = next((s for s in tp.columns if tp.target_column(s) == self.signature.column), None)
         if src is None:
             return None
+        if any(x.sibling not in tp.columns or x.sibling == src for x in cross_column_ops(self.ops)):
+            return None  # a cross-column fix whose other column this plan does not have
         return LearnedFix(self.id, src, self.signature.error_class,
                           guarded(self.ops, self.signature.kind, self.signature.shape))
 

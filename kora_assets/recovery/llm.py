@@ -22,7 +22,7 @@ import re
 from pydantic import ValidationError
 
 from kora_assets.recovery.candidates import Candidate, GroupContext
-from kora_assets.transforms.operators import OPERATOR_LIST_ADAPTER, operator_json_schema
+from kora_assets.transforms.operators import OPERATOR_LIST_ADAPTER, check_chain, operator_json_schema
 
 log = logging.getLogger("kora.recovery")
 MAX_OPS = 4
@@ -73,6 +73,10 @@ def parse_answer(text: str) -> tuple:
     except ValidationError as exc:
         first = exc.errors()[0]
         raise RejectedAnswer(f"not in the operator schema: {'.'.join(map(str, first['loc']))}: {first['msg']}") from None
+    try:
+        check_chain(ops)
+    except ValueError as exc:
+        raise RejectedAnswer(str(exc)) from None
     return tuple(ops)
 
 
@@ -107,7 +111,10 @@ _VOCABULARY = """Operators (JSON objects, "op" names the operator):
 - {"op": "parse_number", "decimal": "." or ",", "thousands": ",", ".", " ", "'" or "", "strip_currency": true, "percent": false}
 - {"op": "parse_boolean", "true": ["ja"], "false": ["nein"]}
 - {"op": "remove_nul"} / {"op": "fix_mojibake"} / {"op": "truncate", "length": 10} / {"op": "round", "digits": 2}
-- {"op": "scale", "factor": 0.01}"""
+- {"op": "scale", "factor": 0.01}
+- {"op": "split_from_sibling", "sibling": "city", "separators": [",", " "], "values": ["OR", "WA"]}
+  (this column is empty and the sibling column ends in a separator and one of `values`: this column takes
+  that value and the sibling keeps the text before the separator; it must be the only operator)"""
 
 
 def build_messages(ctx: GroupContext, reason: str | None = None, passing: list | None = None) -> list[dict]:

@@ -38,6 +38,7 @@ from kora_assets.recovery.classify import UNFIXABLE, Signature, normalise_class
 from kora_assets.recovery.library import FixLibrary, LibraryFix, describe_ops, ops_to_json
 from kora_assets.recovery.llm import propose
 from kora_assets.recovery.sandbox import TableSandbox, column_failures, decide, decode_rows, group_frame
+from kora_assets.transforms.operators import cross_column_ops
 
 log = logging.getLogger("kora.recovery")
 progress = logging.getLogger("kora.progress")
@@ -202,7 +203,8 @@ class RecoveryAgent:
             return v if v.kind != "fixed" else Verdict("retry", "the learned fix does not repair these values")
         col = g["column"]
         cp = self.plan.tables[table].columns[col]
-        rows = frame.filter(pl.col("__qid").is_in(g["qids"])).unique(subset=[col], keep="first", maintain_order=True)
+        group = frame.filter(pl.col("__qid").is_in(g["qids"]))
+        rows = group.unique(subset=[col], keep="first", maintain_order=True)
         lock = SignatureLock(self.redis_url, self.plan, sig)
         if not lock.acquire():
             log.info("%s: another agent holds this signature; skipped this pass", sig)
@@ -212,7 +214,8 @@ class RecoveryAgent:
             for lf in lib_fixes:
                 if lf.lossy and not self.plan.settings.lossy_fixes_allowed:
                     continue
-                score = sandbox.evaluate(sig, col, rows, Candidate(tuple(lf.ops), "library", fix_id=lf.id))
+                score = sandbox.evaluate(sig, col, eval_rows(group, rows, col, lf.ops),
+                                         Candidate(tuple(lf.ops), "library", fix_id=lf.id))
                 if score.viable and (not score.lossy or self.plan.settings.lossy_fixes_allowed):
                     self._activate(sandbox, table, lf, origin="library")
                     self.report.tables[table].library_hits.append(key)
@@ -220,24 +223,28 @@ class RecoveryAgent:
                     v = self.cache[key] = Verdict("fixed", f"library fix {lf.id}")
                     return v
                 self.library.record_failure(lf.id)
-            v = self.generate(sandbox, table, sig, g, rows, cp, lib_verdict)
+            v = self.generate(sandbox, table, sig, g, rows, cp, lib_verdict, group=group)
             self.cache[key] = v
             return v
         finally:
             lock.release()
 
     def generate(self, sandbox: TableSandbox, table: str, sig: Signature, g: dict, rows: pl.DataFrame, cp,
-                 lib_verdict: LibraryFix | None) -> Verdict:
+                 lib_verdict: LibraryFix | None, group: pl.DataFrame | None = None) -> Verdict:
         key, col = str(sig), g["column"]
         self.report.generations[key] += 1
         values = pl.Series("v", g["values"], dtype=pl.String)
-        ctx = GroupContext(sig, col, cp, values, self.plan.settings)
+        group = rows if group is None else group
+        tp = self.plan.tables[table]
+        ctx = GroupContext(sig, col, cp, values, self.plan.settings, table=tp,
+                           rows=group.select([c for c in tp.columns if c in group.columns]),
+                           passing_rows=sandbox.passing_frame(col) if sig.error_class == "constraint.not_null" else None)
         gen = generate(ctx)
         if gen.unfixable:
             log.info("generation %s: unfixable: %s", sig, gen.unfixable)
             self._save_verdict(sig, gen.unfixable)
             return Verdict("quarantine", gen.unfixable)
-        scores = [sandbox.evaluate(sig, col, rows, c) for c in gen.candidates]
+        scores = [sandbox.evaluate(sig, col, eval_rows(group, rows, col, c.ops), c) for c in gen.candidates]
         decision = decide(scores, lossy_allowed=self.plan.settings.lossy_fixes_allowed)
         asked = False
         if (decision.verdict == "no_fix" and not gen.ambiguous and gen.ask_llm and lib_verdict is None
@@ -248,7 +255,7 @@ class RecoveryAgent:
             self.report.llm_calls += self.llm().calls - before
             if why:
                 self.report.llm_rejections.append({"signature": key, "why": why})
-            scores += [sandbox.evaluate(sig, col, rows, c) for c in cands]
+            scores += [sandbox.evaluate(sig, col, eval_rows(group, rows, col, c.ops), c) for c in cands]
             decision = decide(scores, lossy_allowed=self.plan.settings.lossy_fixes_allowed)
         log.info("generation %s: %d rule candidate(s)%s -> %s: %s", sig, len(gen.candidates),
                  " + LLM" if asked else "", decision.verdict, decision.reason)
@@ -344,6 +351,15 @@ def run_until_stable(plan: Plan, tables: list[str] | None = None, *, llm=None, r
         except Exception as exc:
             log.warning("could not record recovery metadata in Dagster: %s", exc)
     return report
+
+
+def eval_rows(group: pl.DataFrame, rows: pl.DataFrame, col: str, ops) -> pl.DataFrame:
+    """The rows a candidate is proven on: one per distinct failing value of the column, or, for
+    a cross-column chain, one per distinct (value, sibling value): its evidence is the sibling."""
+    sibs = [x.sibling for x in cross_column_ops(ops) if x.sibling in group.columns and x.sibling != col]
+    if not sibs:
+        return rows
+    return group.unique(subset=[col, *sibs], keep="first", maintain_order=True)
 
 
 def _default_redis() -> str | None:

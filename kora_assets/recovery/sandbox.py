@@ -37,7 +37,8 @@ from kora_assets.recovery.classify import (Signature, case_shape_expr, classify_
                                            shape_kind)
 from kora_assets.transforms.casting import ZERO_DATE
 from kora_assets.transforms.compiler import CompiledColumn, LearnedFix, TableTransform
-from kora_assets.transforms.operators import PLACEHOLDERS
+from kora_assets.recovery.siblings import apply_sibling_writes, has_cross_column
+from kora_assets.transforms.operators import PLACEHOLDERS, check_chain, cross_column_ops
 
 log = logging.getLogger("kora.recovery")
 SAMPLE_ROWS = 2000
@@ -196,7 +197,10 @@ class TableSandbox:
 
     def run(self, frame: pl.DataFrame, fixes: list[LearnedFix], fk_ok: bool = True) -> tuple[pl.DataFrame, TableTransform, RecordValidator]:
         tr, val = self.compiled(fixes)
-        df = val.apply_fixes(tr.apply(frame.lazy())).collect()
+        lf = val.apply_fixes(tr.apply(frame.lazy()))
+        if has_cross_column(tr.fixes):  # both halves of a cross-column fix, or neither
+            lf = apply_sibling_writes(lf, tr, self.settings)
+        df = lf.collect()
         if fk_ok:
             df = df.with_columns([pl.lit(True).alias(FK_OK.format(i)) for i in range(len(self.tp.foreign_keys))])
         return df, tr, val
@@ -234,6 +238,14 @@ class TableSandbox:
                     p.case_shapes = {k: v / shapes.len() for k, v in shapes.value_counts().iter_rows()}
             self.profiles[c.source] = p
 
+    def passing_frame(self, source_column: str) -> pl.DataFrame:
+        """Sample rows whose ``source_column`` passes its checks (with the active fixes): the source
+        columns as read, plus ``__value``, the column's landed value as text."""
+        c = self.column(source_column)
+        df, _, _ = self.run(self.sample, self.active)
+        ok = df.filter(~_any([ck.fails for ck in column_checks(c, self.tp, self.settings)]))
+        return ok.select(*[pl.col(x) for x in self.tp.columns], pl.col(c.o).cast(pl.String, strict=False).alias("__value"))
+
     def passing_examples(self, source_column: str, n: int = 8) -> list:
         c = self.column(source_column)
         df, _, _ = self.run(self.sample.head(200), self.active)
@@ -248,11 +260,15 @@ class TableSandbox:
         fix = LearnedFix(-1, source_column, sig.error_class, guarded(cand.ops, shape_kind(sig.error_class), sig.shape))
         fixes = self.active + [fix]
         try:
+            check_chain(cand.ops)
             df, tr, val = self.run(group_rows, fixes)
             col_ok = df.select(~_any([ck.fails for ck in column_checks(c, self.tp, self.settings)]).alias("ok"))["ok"]
             score.fixed_fraction = float(col_ok.mean()) if col_ok.len() else 0.0
             outputs = df[c.o]
             score.outputs = tuple(outputs.cast(pl.String, strict=False).to_list())
+            for x in cross_column_ops(cand.ops):  # the sibling's values are part of the reading
+                if x.sibling in tr.by_source:
+                    score.outputs += tuple(df[tr.by_source[x.sibling].o].cast(pl.String, strict=False).to_list())
             raw = df[source_column].cast(pl.String, strict=False)
             key = raw.str.strip_chars().str.to_lowercase()
             sentinel = key.is_in(list(PLACEHOLDERS)) | key.str.contains(ZERO_DATE)

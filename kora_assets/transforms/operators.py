@@ -211,19 +211,115 @@ class Scale(_Op):
         return e.cast(pl.Float64) * self.factor
 
 
+#: Separators a cross-column split may cut at (a space stands for any run of whitespace).
+SPLIT_SEPARATORS = (",", ";", "/", "|", " ")
+_RX_META = set("\\.+*?()|[]{}^$#&-~")
+
+
+def _rx_escape(s: str) -> str:
+    """Escape for polars' (Rust) regex: only its metacharacters (Python's ``re.escape`` also
+    escapes spaces, which the Rust engine rejects)."""
+    return "".join("\\" + ch if ch in _RX_META else ch for ch in s)
+
+
+class SplitFromSibling(_Op):
+    """Move the trailing part of a sibling text column into this (empty) column.
+
+    ``state`` NULL and ``city`` ``'Bend, OR'`` -> ``state`` ``'OR'`` and ``city`` ``'Bend'``. Only
+    where this column is NULL or blank, the sibling ends in a separator followed by one of
+    ``values`` (the values this column is known to take) and something non-empty precedes it;
+    anywhere else both columns pass through unchanged.
+
+    Cross-column: ``expr`` gives this column's value, ``sibling_expr`` the sibling's (the text
+    before the separator). kora applies both halves together or neither, and audits both; see
+    ``kora_assets.recovery.siblings``. ``sibling`` names a *source* column of the same table.
+    """
+
+    op: Literal["split_from_sibling"] = "split_from_sibling"
+    sibling: str = Field(min_length=1, max_length=128, pattern=r"^[^\x00-\x1f]+$")
+    separators: list[Literal[",", ";", "/", "|", " "]] = Field(min_length=1, max_length=len(SPLIT_SEPARATORS))
+    values: list[Annotated[str, Field(min_length=1, max_length=64)]] = Field(min_length=1, max_length=2000)
+    cross_column: ClassVar[bool] = True
+
+    @field_validator("separators")
+    @classmethod
+    def _distinct_separators(cls, v):
+        if len(set(v)) != len(v):
+            raise ValueError("separators must be distinct")
+        return v
+
+    @field_validator("values")
+    @classmethod
+    def _clean_values(cls, v):
+        if any(x != x.strip() for x in v):
+            raise ValueError("values must not carry leading or trailing whitespace")
+        if any(ch in x for x in v for ch in SPLIT_SEPARATORS if ch != " "):
+            raise ValueError("a value must not contain a separator character")
+        return v
+
+    def _pattern(self) -> str:
+        punct = [s for s in self.separators if s != " "]
+        seps = [rf"\s*{_rx_escape(s)}\s*" for s in punct] + ([r"\s+"] if " " in self.separators else [])
+        stop = _rx_escape("".join(punct))
+        vals = "|".join(_rx_escape(x) for x in sorted(set(self.values), key=lambda x: (-len(x), x)))
+        # rest: anything ending in a character that is neither a space nor a separator
+        return rf"^(.*[^\s{stop}])(?:{'|'.join(seps)})({vals})\s*$"
+
+    def _applies(self, this: pl.Expr) -> pl.Expr:
+        blank = this.is_null() | (this.cast(pl.String, strict=False).str.strip_chars() == "")
+        return (blank & pl.col(self.sibling).cast(pl.String, strict=False).str.contains(self._pattern())).fill_null(False)
+
+    def expr(self, e):
+        part = pl.col(self.sibling).cast(pl.String, strict=False).str.extract(self._pattern(), 2)
+        return pl.when(self._applies(e)).then(part).otherwise(e.cast(pl.String, strict=False))
+
+    def sibling_expr(self, this: pl.Expr) -> pl.Expr:
+        """The sibling's new raw value (the text before the separator) where the split applies,
+        else the sibling unchanged; ``this`` is this column's raw value."""
+        sib = pl.col(self.sibling).cast(pl.String, strict=False)
+        return pl.when(self._applies(this)).then(sib.str.extract(self._pattern(), 1)).otherwise(sib)
+
+
+#: Operators a plan's ``transform`` may use: each reads and writes its own column only.
 Operator = Annotated[
     Union[Trim, CollapseWhitespace, Lower, Upper, MapValues, CaseFoldToAllowed, NullIf, Default,
           ParseDate, ParseTimestamp, ParseNumber, ParseBoolean, RemoveNul, FixMojibake, Truncate,
           Round, Scale],
     Field(discriminator="op"),
 ]
-OPERATOR_ADAPTER: TypeAdapter[Any] = TypeAdapter(Operator)
-OPERATOR_LIST_ADAPTER: TypeAdapter[Any] = TypeAdapter(list[Operator])
-OPERATOR_NAMES = sorted(a.model_fields["op"].default for a in _Op.__subclasses__())
+#: Operators a learned fix may use (library, LLM, broadcast): the plan's, plus the cross-column
+#: ones, which the recovery path applies to both of their columns at once.
+FixOperator = Annotated[
+    Union[Trim, CollapseWhitespace, Lower, Upper, MapValues, CaseFoldToAllowed, NullIf, Default,
+          ParseDate, ParseTimestamp, ParseNumber, ParseBoolean, RemoveNul, FixMojibake, Truncate,
+          Round, Scale, SplitFromSibling],
+    Field(discriminator="op"),
+]
+OPERATOR_ADAPTER: TypeAdapter[Any] = TypeAdapter(FixOperator)
+OPERATOR_LIST_ADAPTER: TypeAdapter[Any] = TypeAdapter(list[FixOperator])
+OPERATOR_NAMES = sorted(a.model_fields["op"].default for a in _Op.__subclasses__()
+                        if not getattr(a, "cross_column", False))
+
+
+def cross_column_ops(ops) -> list:
+    """The cross-column operators of a chain (looking inside a shape guard's chain too)."""
+    out = []
+    for op in ops:
+        if getattr(op, "cross_column", False):
+            out.append(op)
+        out.extend(cross_column_ops(getattr(op, "ops", ()) or ()))
+    return out
+
+
+def check_chain(ops) -> None:
+    """A chain with a cross-column operator is that operator alone (its two halves must see the
+    same raw values); ``ValueError`` otherwise."""
+    if cross_column_ops(ops) and len(ops) != 1:
+        raise ValueError("a cross-column operator (split_from_sibling) must be the only operator of its fix")
 
 
 def parse_operator(data: Any) -> _Op:
-    """Validate untrusted operator data (plan, library, LLM, broadcast) into an operator."""
+    """Validate untrusted operator data (library, LLM, broadcast) into an operator."""
     return OPERATOR_ADAPTER.validate_python(data)
 
 
