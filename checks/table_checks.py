@@ -22,6 +22,7 @@ from kora_assets.errors import explain
 from kora_assets.naming import asset_key
 from kora_assets.partitions import predicate
 from kora_assets.plan.model import Plan
+from kora_assets.timing import phase
 
 STRUCTURAL, REFERENTIAL, STATISTICAL = "structural", "referential", "statistical"
 
@@ -53,10 +54,11 @@ def to_result(name: str, o: CheckOutcome, partition: str | None = None) -> dict:
             "metadata": meta}
 
 
-def _safe(name: str, fn) -> CheckOutcome:
+def _safe(name: str, fn, table: str = "") -> CheckOutcome:
     """A check that cannot run is a failed check with the reason, never a crashed step."""
     try:
-        return fn()
+        with phase(table, f"{name} check"):
+            return fn()
     except Exception as exc:
         return CheckOutcome(passed=False, severity="error", summary=f"{name} check could not run: {explain(exc)}",
                             metadata={"report": f"**could not run**: {explain(exc)}"})
@@ -75,7 +77,7 @@ def evaluate_table_checks(context, plan: Plan, table: str, partition_keys: list[
         if name == REFERENTIAL and not tp.foreign_keys:
             continue
         if complete:
-            yield dg.AssetCheckResult(**to_result(name, _safe(name, fn)))
+            yield dg.AssetCheckResult(**to_result(name, _safe(name, fn, table)))
         else:
             yield dg.AssetCheckResult(check_name=name, passed=True, description=pending,
                                       metadata={"status": dg.MetadataValue.text("deferred")})
@@ -90,7 +92,7 @@ def evaluate_table_checks(context, plan: Plan, table: str, partition_keys: list[
     else:
         where = " AND ".join(f"({w})" for w in (src_where, skip) if w) or None
         o = _safe(STATISTICAL, lambda: check_statistics(plan, table, se, te, where_source=where, where_target=tgt_where,
-                                                        thresholds=plan_thresholds(plan, table)))
+                                                        thresholds=plan_thresholds(plan, table)), table)
     yield dg.AssetCheckResult(**to_result(STATISTICAL, o))
 
 

@@ -8,7 +8,6 @@ pull them in parallel; each partition still lands atomically and gets its own
 completeness verdict.
 """
 
-import logging
 import time
 import warnings
 
@@ -24,13 +23,13 @@ from kora_assets.naming import asset_key
 from kora_assets.partitions import partitions_def
 from kora_assets.plan.loader import parents
 from kora_assets.plan.model import Plan
+from kora_assets.timing import phase, progress_log
 from kora_assets.workers.partition_task import PartitionResult, PartitionTask
 from resources.databases import DatabaseResource
 from resources.ray_cluster import RayResource
 from resources.redis_bus import RedisResource
 
 COMPLETENESS = "completeness"
-progress_log = logging.getLogger("kora.progress")
 
 
 def _columns_markdown(plan: Plan, table: str) -> str:
@@ -80,7 +79,8 @@ def _define_table_asset(plan: Plan, table: str, key: dg.AssetKey, pdef, deps, ch
                      target_db: DatabaseResource, ray_cluster: RayResource, redis: RedisResource):
         bound = _bound_plan(plan, source_db, target_db)
         results = run_partitions(context, bound, table, list(context.partition_keys), ray_cluster, redis)
-        complete, added = finalize_if_loaded(context, bound, table)
+        with phase(table, "constraints and indexes", context):
+            complete, added = finalize_if_loaded(context, bound, table)
         yield dg.MaterializeResult(metadata={**_materialization_metadata(results),
                                              "constraints_added": dg.MetadataValue.text(", ".join(added) or "none")})
         yield from _completeness_results(context, bound, table, results)
@@ -113,7 +113,8 @@ def run_partitions(context, plan: Plan, table: str, keys: list[str], ray_cluster
         context.log.info(line)
         progress_log.info(line)
 
-    _prime_semantics(context, plan, table)
+    with phase(table, "semantic types", context):
+        _prime_semantics(context, plan, table)
     pool = WorkerPool.shared(plan, ray_cluster.num_workers or plan.settings.workers)
     results = pool.run([PartitionTask(table, k, context.run_id) for k in keys], redis_url, progress)
     failed = [r for r in results if r.error]
@@ -122,8 +123,9 @@ def run_partitions(context, plan: Plan, table: str, keys: list[str], ray_cluster
         raise dg.Failure(description=f"{len(failed)} of {len(keys)} partition(s) of {table} failed; nothing of "
                                      f"those partitions was written (each rolls back as a whole). Re-run to retry.\n{lines}",
                          metadata={"failed_partitions": len(failed)})
-    context.log.info(f"{table}: {len(keys)} partition(s) in {time.perf_counter() - t0:.1f}s")
-    progress_log.debug("%s: workers done after %.1fs", table, time.perf_counter() - t0)
+    line = f"{table}: {len(keys)} partition(s) in {time.perf_counter() - t0:.1f}s"
+    context.log.info(line)
+    progress_log.info(line)
     return results
 
 
@@ -172,11 +174,11 @@ def _materialization_metadata(results: list[PartitionResult]) -> dict:
 
 
 def _conservation_metadata(c: list[Conservation]) -> dict:
-    rows = ["| partition | source | landed | queued | missing | extra | verdict |",
-            "|---|---|---|---|---|---|---|"]
+    rows = ["| partition | source | landed | queued | missing | extra | compared by | verdict |",
+            "|---|---|---|---|---|---|---|---|"]
     for x in c:
         rows.append(f"| {x.partition_key} | {x.source_rows:,} | {x.landed_rows:,} | {x.queued_rows:,} | {x.missing_n} | "
-                    f"{x.extra_n} | {'ok' if x.passed else 'FAILED'} |")
+                    f"{x.extra_n} | {x.method} | {'ok' if x.passed else 'FAILED'} |")
     samples = [f"{x.partition_key}: missing {x.missing}, extra {x.extra}" for x in c if not x.passed]
     meta = {
         "source_rows": dg.MetadataValue.int(sum(x.source_rows for x in c)),
@@ -195,9 +197,8 @@ def _conservation_metadata(c: list[Conservation]) -> dict:
 
 def _completeness_results(context, plan: Plan, table: str, results: list[PartitionResult]):
     source, target = Database(plan.source.url, "source"), Database(plan.target.url, "target")
-    t0 = time.perf_counter()
-    verdicts = [check_partition(plan, table, r.partition_key, source, target) for r in results]
-    progress_log.debug("%s: completeness of %d partition(s) in %.1fs", table, len(verdicts), time.perf_counter() - t0)
+    with phase(table, f"completeness check of {len(results)} partition(s)", context):
+        verdicts = [check_partition(plan, table, r.partition_key, source, target) for r in results]
     key = asset_key(plan.name, plan.target_name(table))
     if len(verdicts) > 1:  # a multi-partition run: record each partition's own verdict too
         for v in verdicts:

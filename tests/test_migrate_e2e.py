@@ -137,6 +137,29 @@ def test_conservation_check_catches_a_lost_row(tmp_path, pg_db, dagster_instance
     assert not verdict.passed and verdict.missing_n == 1 and verdict.missing == ['{"id":25}']
 
 
+def test_conservation_by_power_sums_then_by_keys(pg_db2, pg_db, dagster_instance):
+    """Between two servers integer keys are compared by pushed-down power sums. A landed key
+    changed behind kora's back into a queued one keeps every count equal; the sums still fail,
+    and the key comparison then names the lost key and the doubled one."""
+    from checks.completeness import check_partition
+
+    shop.build_source(pg_db2)
+    plan, _ = _run(shop.plan_yaml(pg_db2, pg_db), dagster_instance)
+    source, target = Database(plan.source.url, "source"), Database(plan.target.url, "target")
+    ok = check_partition(plan, "customers", "..20", source, target)
+    assert (ok.passed, ok.method, ok.source_rows, ok.landed_rows, ok.queued_rows) == (True, "power sums", 19, 11, 8)
+    with target.engine.begin() as c:  # replica role: no FK triggers, so the parent key can move
+        c.exec_driver_sql("SET LOCAL session_replication_role = replica")
+        landed = c.exec_driver_sql("SELECT min(id) FROM public.clients WHERE id < 20").scalar()
+        queued = c.exec_driver_sql("SELECT min((primary_key->>'id')::int) FROM kora.error_queue "
+                                   "WHERE table_name = 'customers' AND partition_key = '..20'").scalar()
+        c.exec_driver_sql(f"UPDATE public.clients SET id = {queued} WHERE id = {landed}")
+    bad = check_partition(plan, "customers", "..20", source, target)
+    assert (bad.source_rows, bad.landed_rows, bad.queued_rows) == (19, 11, 8)  # the counts balance
+    assert not bad.passed and bad.method == "key multisets"
+    assert (bad.missing, bad.extra) == ([f'{{"id":{landed}}}'], [f'{{"id":{queued}}}'])
+
+
 def test_table_checks_run_with_the_asset_and_block_children(tmp_path, pg_db, dagster_instance):
     """Structural/referential/statistical checks evaluate inside the asset's run; a failed
     blocking check stops the tables downstream of it."""

@@ -142,6 +142,8 @@ def finalize_table(db: Database, plan: Plan, name: str) -> list[str]:
                 added.append(cname)
         for stmt in index_sql(db, plan, name):
             c.exec_driver_sql(stmt)
+        if added:  # fresh statistics: a bulk-loaded table has none, and the planner then guesses
+            c.exec_driver_sql(f"ANALYZE {table}")  # badly (FK validation, checks, the users' first queries)
         finalized = {t for t in plan.tables if not plan.tables[t].primary_key
                      or _ident_name("pk", plan.target_name(t)) in existing}
         for child in plan.tables:

@@ -20,6 +20,7 @@ from kora_assets.dbio.target import partition_writer
 from kora_assets.partitions import predicate
 from kora_assets.plan.model import Plan
 from kora_assets.transforms.compiler import LearnedFix, TableTransform
+from kora_assets.workers.parent_keys import PROCESS_CACHE, ParentKeyCache
 
 
 @dataclass(frozen=True)
@@ -61,6 +62,7 @@ class TableRunner:
     plan: Plan
     table: str
     fixes: list[LearnedFix] = field(default_factory=list)
+    parent_keys: ParentKeyCache = field(default_factory=lambda: PROCESS_CACHE, compare=False)  # one per worker process
 
     def __post_init__(self):
         self.tp = self.plan.tables[self.table]
@@ -109,18 +111,29 @@ class TableRunner:
             keys = df.select(outs).drop_nulls().unique()
             parent = plan.tables[fk.references]
             ref_cols = [parent.target_column(c) for c in fk.ref_columns]
-            found = w.existing_rows(target.qualified(plan.target_name(fk.references), plan.target.schema_),
-                                    ref_cols, keys.get_column(outs[0]).unique().to_list())
-            found = found.rename(dict(zip(found.columns, outs))) if found.width else pl.DataFrame(schema=keys.schema)
-            if fk.references == self.table:  # a parent in the same chunk counts (deferred FK)
-                own = df.select([pl.col(self.validator.by_source[c].o).alias(o) for c, o in zip(fk.ref_columns, outs)])
-                found = pl.concat([found.cast(keys.schema, strict=False), own.cast(keys.schema, strict=False)])
-            hits = keys.join(found.cast(keys.schema, strict=False).unique(), on=outs, how="semi")
+            ptable = target.qualified(plan.target_name(fk.references), plan.target.schema_)
+            held = None if fk.references == self.table else self.parent_keys.keys(target, fk.references, ptable, ref_cols)
+            if held is not None:  # every parent key, unique: probe it with this chunk's few keys
+                held = held.rename(dict(zip(held.columns, outs)))
+                held = held if held.schema == keys.schema else held.cast(keys.schema, strict=False)
+                hits = held.join(keys, on=outs, how="semi")
+            else:  # a self-reference (this transaction's rows count), or a parent too large to hold
+                hits = self._lookup_parents(df, w, fk, ptable, ref_cols, keys, outs)
             flag = FK_OK.format(i)
             df = (df.join(hits.with_columns(pl.lit(True).alias(flag)), on=outs, how="left", nulls_equal=False, maintain_order="left")
                   .with_columns(pl.when(pl.any_horizontal([pl.col(o).is_null() for o in outs])).then(True)
                                 .otherwise(pl.col(flag).fill_null(False)).alias(flag)))
         return df
+
+    def _lookup_parents(self, df: pl.DataFrame, w, fk, ptable: str, ref_cols: list[str], keys: pl.DataFrame,
+                        outs: list[str]) -> pl.DataFrame:
+        """The chunk's keys whose parent is in the target (asked for these keys only) or in this chunk."""
+        found = w.existing_rows(ptable, ref_cols, keys.get_column(outs[0]).unique().to_list())
+        found = found.rename(dict(zip(found.columns, outs))) if found.width else pl.DataFrame(schema=keys.schema)
+        if fk.references == self.table:  # a parent in the same chunk counts (deferred FK)
+            own = df.select([pl.col(self.validator.by_source[c].o).alias(o) for c, o in zip(fk.ref_columns, outs)])
+            found = pl.concat([found.cast(keys.schema, strict=False), own.cast(keys.schema, strict=False)])
+        return keys.join(found.cast(keys.schema, strict=False).unique(), on=outs, how="semi")
 
 
 def load_semantics(plan: Plan, table: str) -> None:
