@@ -5,8 +5,8 @@ check compares the key multisets: every source key is landed or queued exactly a
 the source holds it, and nothing else is. A checksum of the keys on each side goes to the metadata so it plots.
 
 Integer keys (one or two columns) between server databases are first compared by power sums
-pushed down to both servers: ``COUNT(*)``, ``SUM(h)``, ``SUM(h*h)`` of ``h = k1 * 2^32 + k2``
-in exact decimal arithmetic, the queued keys' sums added in Python. Equal sums of the first
+pushed down to both servers: ``COUNT(*)``, ``SUM(h)``, ``SUM(h*h)`` of ``h = k1 * 2^32 + k2``,
+exact (see ``_power_sums``), the queued keys' sums added in Python. Equal sums of the first
 two powers leave no room for one or two keys to differ (a lost key and a duplicated one, two
 swapped keys); only the same rows read back give equal sums. The sums cost one range scan
 per side instead of moving every key to this process (TPC-H lineitem: 12 s -> under 2 s).
@@ -147,13 +147,24 @@ def _by_power_sums(plan: Plan, table: str, partition_key: str, source: Database,
 
 
 def _power_sums(db: Database, reader: SourceReader, table: str, key: list[str], where: str | None) -> tuple[int, int, int]:
-    num = "DECIMAL(65,0)" if db.dialect == "mysql" else "NUMERIC"
-    parts = [f"CAST({db.quote(k)} AS {num})" for k in key]
-    h = parts[0] if len(parts) == 1 else f"({parts[0]} * {_SHIFT} + {parts[1]})"
-    sql = f"SELECT COUNT(*), SUM({h}), SUM({h} * {h}) FROM {db.qualified(table, reader.schema)}"
+    """Count, sum(h) and sum(h*h), from integer products the server sums exactly.
+
+    Per row only 64-bit products (``k1*k1``, ``k1*k2``, ``k2*k2``; SUM of integers is exact in
+    both servers), expanded here: 4x cheaper in MariaDB than decimal ``h*h`` per row. Keys
+    beyond +-3e9 overflow 64 bits; the server raises and the key comparison takes over.
+    """
+    big = "SIGNED" if db.dialect == "mysql" else "BIGINT"
+    k = [f"CAST({db.quote(c)} AS {big})" for c in key]
+    terms = [k[0], f"{k[0]} * {k[0]}"] if len(k) == 1 else [k[0], k[1], f"{k[0]} * {k[0]}", f"{k[0]} * {k[1]}",
+                                                              f"{k[1]} * {k[1]}"]
+    sql = f"SELECT COUNT(*), {', '.join(f'SUM({t})' for t in terms)} FROM {db.qualified(table, reader.schema)}"
     with db.engine.connect() as c:
-        n, s1, s2 = c.exec_driver_sql(sql + (f" WHERE {where}" if where else "")).one()
-    return int(n), int(s1 or 0), int(s2 or 0)
+        n, *sums = c.exec_driver_sql(sql + (f" WHERE {where}" if where else "")).one()
+    sums = [int(x or 0) for x in sums]
+    if len(k) == 1:
+        return int(n), sums[0], sums[1]
+    a, b, aa, ab, bb = sums  # h = a * 2^32 + b
+    return int(n), a * _SHIFT + b, aa * _SHIFT * _SHIFT + 2 * ab * _SHIFT + bb
 
 
 def _queued_power_sums(queued: list[str], pk: list[str]) -> tuple[int, int, int] | None:

@@ -61,13 +61,21 @@ class SourceReader:
     def keys(self, table: str, key_columns: list[str], where: str | None) -> pl.DataFrame:
         """Just the key columns of the selected rows (for conservation checks)."""
         sql = self.select_sql(table, key_columns, where)
+        if self.db.dialect == "sqlite" and self.db.role == "target":  # a file other processes write: (see below)
+            return self._keys_sqlalchemy(sql, key_columns)
         try:
             import connectorx as cx
 
             return _to_polars(cx.read_sql(self.db.connectorx_url, sql, return_type="arrow"))
         except Exception:
-            return pl.concat(list(self._sqlalchemy(sql, key_columns, 500_000)) or
-                             [pl.DataFrame(schema={k: pl.Int64 for k in key_columns})])
+            return self._keys_sqlalchemy(sql, key_columns)
+
+    def _keys_sqlalchemy(self, sql: str, key_columns: list[str]) -> pl.DataFrame:
+        """Keys through the DBAPI: connectorx's own SQLite build reading a WAL file that kora's
+        workers write in other processes made checks see half-written data (and once a
+        'malformed' file) in the SQLite-to-SQLite test; the system sqlite3 shares its locking."""
+        return pl.concat(list(self._sqlalchemy(sql, key_columns, 500_000)) or
+                         [pl.DataFrame(schema={k: pl.Int64 for k in key_columns})])
 
 
 class _ConnectorxUnsupported(Exception):
