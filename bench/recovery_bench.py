@@ -4,7 +4,8 @@ Data sets (see ../shared/bench/recovery/README.md):
 
 - ``legacy_crm`` (one run per seed): the generator writes a SQLite source (every column TEXT),
   ``spec.json`` and ``truth/<table>.csv``. The plan is written from the spec alone: types,
-  NOT NULL, min/max, allowed values, the primary keys and the foreign key; no transforms.
+  NOT NULL, min/max, allowed values, the primary keys and the foreign key; no transforms
+  (``--trim`` adds ``trim`` to the text columns).
 - ``beers``: ``dirty.csv`` loaded into a SQLite source as TEXT, migrated to numeric ``ounces``
   and ``abv``, integer ``ibu``, ``city`` and a NOT NULL two-letter ``state``; truth ``clean.csv``.
 
@@ -69,13 +70,17 @@ def fresh_pg(name: str) -> str:
 
 # -- plans ------------------------------------------------------------------------------------
 
-def crm_plan(spec: dict, source: str, target: str, workers: int) -> dict:
+def crm_plan(spec: dict, source: str, target: str, workers: int, trim: bool = False) -> dict:
     tables = {}
     for t, ts in spec["tables"].items():
         cols = {}
         for c, cs in ts["columns"].items():
             rules = {k: cs[k] for k in ("min", "max", "allowed") if k in cs}
-            cols[c] = {"type": cs["type"], "nullable": cs["nullable"], **({"rules": rules} if rules else {})}
+            # --trim: what a user may write for a padded legacy source (padded names then land
+            # trimmed, but lower-cased country codes like 'us ' pass char(2) instead of failing).
+            text = cs["type"].startswith(("varchar", "text", "char"))
+            ops = {"transform": [{"op": "trim"}]} if trim and text else {}
+            cols[c] = {"type": cs["type"], "nullable": cs["nullable"], **({"rules": rules} if rules else {}), **ops}
         tables[t] = {"primary_key": ts["primary_key"], "columns": cols, "foreign_keys": ts.get("foreign_keys", [])}
     return {"name": "crm", "source": {"url": source}, "target": {"url": target},
             "settings": {"workers": workers, "lossy_fixes_allowed": spec.get("lossy_fixes_allowed", False)},
@@ -236,6 +241,7 @@ def score(truth: pl.DataFrame, dirty: pl.DataFrame, landed: pl.DataFrame, queue:
         wrong_passed_at_first=(~ff & wrong).sum(),
     ).row(0, named=True)
     r = {k: int(v) for k, v in r.items()}
+    r["wrong_by_column"] = {c: n for c in cols if (n := int(df.filter(wrong & land & ~pl.col(f"__eq_{c}")).height))}
     r["rows_with_dirt"] = int(dirt)
     r["auto_resolution_rate"] = round(r["auto_resolved_correctly"] / r["ff_should_land"], 4) if r["ff_should_land"] else 1.0
     r["wrong_by_fix_rate_of_failing"] = (round(r["resolved_wrongly_by_a_fix"] / r["failing_at_first"], 5)
@@ -257,7 +263,7 @@ def run_crm(seed: int, args, llm) -> dict:
     spec = json.loads((out / "spec.json").read_text())
     target = fresh_pg(f"{args.db_prefix}crm{seed}")
     os.environ["KORA_FIX_LIBRARY_URL"] = target  # a fresh library per data set: nothing learned beforehand
-    report, secs = migrate(crm_plan(spec, f"sqlite:///{out / 'source.sqlite'}", target, args.workers), out, llm)
+    report, secs = migrate(crm_plan(spec, f"sqlite:///{out / 'source.sqlite'}", target, args.workers, args.trim), out, llm)
     res = {"data_set": f"legacy_crm seed {seed}", "seconds": round(secs, 1), "llm_calls": report.llm_calls,
            "generations": sum(report.generations.values()), "tables": {}}
     con = sqlite3.connect(out / "source.sqlite")
@@ -306,6 +312,9 @@ def main() -> int:
     ap.add_argument("--llm", choices=["none", "transformers", "openai"], default="none",
                     help="the LLM resource kind (openai reads KORA_LLM_BASE_URL / KORA_LLM_MODEL)")
     ap.add_argument("--keep", action="store_true", help="keep the bench databases")
+    ap.add_argument("--trim", action="store_true",
+                    help="legacy_crm plan with `trim` on its text columns (default: the spec taken literally, "
+                         "no transforms)")
     ap.add_argument("--db-prefix", default="kora_rec_bench_",
                     help="name prefix of the bench databases (so two runs side by side do not drop each other's)")
     args = ap.parse_args()
@@ -344,6 +353,8 @@ def print_result(r: dict) -> None:
             print(f"{'':>11}  {s['resolved_wrongly'] - s['resolved_wrongly_by_a_fix']} row(s) recovery landed carry a "
                   "value no fix touched that differs from the truth (it passed validation as read, like the "
                   "wrong@1st-pass rows the workers land)")
+        if s.get("wrong_by_column"):
+            print(f"{'':>11}  wrong values by column: " + ", ".join(f"{c} {n}" for c, n in s["wrong_by_column"].items()))
         if s.get("quarantined_missed_parent_in_quarantine"):
             print(f"{'':>11}  of the missed repairs, {s['quarantined_missed_parent_in_quarantine']} are orders of a "
                   "customer that is itself (rightly) quarantined: their FK cannot hold")
