@@ -115,7 +115,7 @@ def migrate(plan_path, tables, workers, recover, verbose):
     """
     _setup_logging(verbose)
     from kora_assets.dbio.connections import Database
-    from kora_assets.migrate import dagster_instance, migrate as run_migration
+    from kora_assets.migrate import after_migration, dagster_instance, migrate as run_migration
     from kora_assets.status import migration_status
 
     plan = _load(plan_path)
@@ -132,9 +132,10 @@ def migrate(plan_path, tables, workers, recover, verbose):
         _fail(explain(exc))
     instance = dagster_instance(plan_path)
     t0 = time.perf_counter()
-    outcome = run_migration(plan, instance, wanted)
-    if recover:
+    outcome = run_migration(plan, instance, wanted, post_checks=not recover)
+    if recover:  # the replay judges the target as recovery leaves it, not the first pass
         _run_recovery(plan, wanted)
+        after_migration(plan, instance, outcome, wanted)
     status = migration_status(plan, wanted)
     _print_summary(outcome, status, time.perf_counter() - t0)
     sys.exit(0 if outcome.ok else EXIT_FAILED)

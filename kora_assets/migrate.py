@@ -73,7 +73,10 @@ def _blocked_by(plan: Plan, table: str, failed: set[str]) -> str | None:
     return None
 
 
-def migrate(plan: Plan, instance: dg.DagsterInstance, tables: list[str] | None = None) -> MigrationOutcome:
+def migrate(plan: Plan, instance: dg.DagsterInstance, tables: list[str] | None = None, *,
+            post_checks: bool = True) -> MigrationOutcome:
+    """Every table (or ``tables``) in FK order; then, unless ``post_checks`` is False, the
+    whole-migration checks (a caller that recovers first runs ``after_migration`` itself)."""
     defs = build_definitions(plan)
     partition_checks = build_partition_checks(plan)
     order = [t for t in load_order(plan) if not tables or t in tables]
@@ -106,9 +109,16 @@ def migrate(plan: Plan, instance: dg.DagsterInstance, tables: list[str] | None =
         if status != "ok":
             failed.add(table)
         outcome.tables.append(TableOutcome(table, status, secs, detail, len(keys)))
-    if not tables and any(t.status == "ok" for t in outcome.tables):  # whole-table checks need every table
-        outcome.checks = run_post_migration_checks(defs, instance)
+    if post_checks:
+        after_migration(plan, instance, outcome, tables, defs)
     return outcome
+
+
+def after_migration(plan: Plan, instance: dg.DagsterInstance, outcome: MigrationOutcome,
+                    tables: list[str] | None = None, defs: dg.Definitions | None = None) -> None:
+    """Whole-migration checks (behavioral replay, ...): they need every table, so not for ``--tables``."""
+    if not tables and any(t.status == "ok" for t in outcome.tables):
+        outcome.checks = run_post_migration_checks(defs or build_definitions(plan), instance)
 
 
 def run_post_migration_checks(defs: dg.Definitions, instance: dg.DagsterInstance) -> list[CheckOutcome]:
