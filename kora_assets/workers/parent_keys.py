@@ -5,8 +5,8 @@ keys, three FKs per lineitem chunk) was 40% of a worker's time on TPC-H. Parents
 their children (FK order), so a worker reads a parent's key columns once, as Arrow, and every
 later chunk is flagged by a polars join. The copy is tied to a signature of what has landed
 in the parent (its ledger rows and the rows recovery fixed): when either changes, it is read
-again. Parents larger than ``MAX_ROWS`` keep the per-chunk lookup, so a worker's memory stays
-bounded whatever the parent's size.
+again. Parents larger than ``MAX_ROWS`` keep the per-chunk lookup, and a worker holds only the
+parents of the table it is loading, so its memory stays bounded whatever the parents' sizes.
 """
 from __future__ import annotations
 
@@ -22,11 +22,17 @@ MAX_ROWS = 5_000_000  # ~40 MB of int64 keys per key column
 
 @dataclass
 class ParentKeyCache:
-    """One per worker process: (target, parent, columns) -> (signature, key frame), the last few."""
+    """One per worker process: (target, parent, columns) -> (signature, key frame), holding
+    only the parents of the table being loaded (see ``retain``)."""
 
     max_rows: int = MAX_ROWS
-    max_parents: int = 8
     _frames: dict[tuple, tuple[tuple, pl.DataFrame]] = field(default_factory=dict)
+
+    def retain(self, target: Database, tables: set[str]) -> None:
+        """Drop every parent but these: a worker holds one table's parents at a time."""
+        url = str(target.url)
+        for key in [k for k in self._frames if k[0] != url or k[1] not in tables]:
+            del self._frames[key]
 
     def keys(self, target: Database, plan_parent: str, table: str, columns: list[str]) -> pl.DataFrame | None:
         """All key tuples of the parent as it stands now, or None where a full copy is not worth it."""
@@ -36,12 +42,9 @@ class ParentKeyCache:
         if sig[1] + sig[3] > self.max_rows:
             return None
         key = (str(target.url), table, tuple(columns))
-        cached = self._frames.pop(key, None)
+        cached = self._frames.get(key)
         if cached is None or cached[0] != sig:
-            cached = (sig, _read_keys(target, table, columns))
-        self._frames[key] = cached  # most recently used last
-        while len(self._frames) > self.max_parents:
-            self._frames.pop(next(iter(self._frames)))
+            cached = self._frames[key] = (sig, _read_keys(target, table, columns))
         return cached[1]
 
 

@@ -76,6 +76,8 @@ class TableRunner:
         part_col = tp.partitioning.column
         src_where = predicate(tp, task.partition_key, part_col, source.quote) if part_col else None
         tgt_where = predicate(tp, task.partition_key, tp.target_column(part_col), target.quote) if part_col else None
+        self.parent_keys.retain(target, {target.qualified(plan.target_name(fk.references), plan.target.schema_)
+                                         for fk in tp.foreign_keys})
         reader = SourceReader(source, plan.source.schema_)
         result = PartitionResult(self.table, task.partition_key, worker=worker or _worker_name())
         chunk = tp.chunk_rows or plan.settings.chunk_rows

@@ -1,0 +1,48 @@
+"""The parent keys a worker holds for orphan flags: read once, read again when the parent changes."""
+from kora_assets.bookkeeping.tables import bookkeeping_ddl
+from kora_assets.dbio.connections import Database
+from kora_assets.workers.parent_keys import ParentKeyCache
+
+
+def _setup(url: str) -> Database:
+    db = Database(url, "target")
+    with db.engine.begin() as c:
+        for stmt in bookkeeping_ddl(db):
+            c.exec_driver_sql(stmt)
+        c.exec_driver_sql("CREATE TABLE public.parent (id int, code text)")
+        c.exec_driver_sql("INSERT INTO public.parent VALUES (1, 'a'), (2, 'b'), (NULL, 'c')")
+        c.exec_driver_sql("INSERT INTO kora.partition_ledger (table_name, partition_key, source_rows, landed_rows, "
+                          "queued_rows, seconds, run_id, worker) VALUES ('parent', 'all', 3, 3, 0, 0, 'r1', 'w')")
+    return db
+
+
+def _keys(cache: ParentKeyCache, db: Database) -> list:
+    frame = cache.keys(db, "parent", '"public"."parent"', ["id"])
+    return sorted(frame["id"].to_list())
+
+
+def test_parent_keys_follow_the_ledger_and_recovery(pg_db):
+    db = _setup(pg_db)
+    cache = ParentKeyCache()
+    assert _keys(cache, db) == [1, 2]  # NULL keys reference nothing
+    with db.engine.begin() as c:  # a row landed behind the ledger's back is not seen: the copy is reused
+        c.exec_driver_sql("INSERT INTO public.parent VALUES (3, 'c')")
+    assert _keys(cache, db) == [1, 2]
+    with db.engine.begin() as c:  # a partition re-landed: the ledger row changes
+        c.exec_driver_sql("UPDATE kora.partition_ledger SET landed_rows = 4, updated_at = now() + interval '1 s'")
+    assert _keys(cache, db) == [1, 2, 3]
+    with db.engine.begin() as c:  # recovery lands a fixed row: the fixed count changes
+        c.exec_driver_sql("INSERT INTO public.parent VALUES (4, 'd')")
+        c.exec_driver_sql("""INSERT INTO kora.error_queue (table_name, partition_key, primary_key, "row",
+                             error_class, reason, status) VALUES ('parent', 'all', '{"id": 4}', '{}', 'parse.number',
+                             'x', 'fixed')""")
+    assert _keys(cache, db) == [1, 2, 3, 4]
+
+
+def test_parent_keys_hold_only_the_current_tables_parents_and_not_huge_ones(pg_db):
+    db = _setup(pg_db)
+    cache = ParentKeyCache()
+    _keys(cache, db)
+    cache.retain(db, {'"public"."other"'})
+    assert cache._frames == {}
+    assert ParentKeyCache(max_rows=2).keys(db, "parent", '"public"."parent"', ["id"]) is None  # 3 landed > 2
