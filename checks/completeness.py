@@ -9,7 +9,8 @@ pushed down to both servers: ``COUNT(*)``, ``SUM(h)``, ``SUM(h*h)`` of ``h = k1 
 exact (see ``_power_sums``), the queued keys' sums added in Python. Equal sums of the first
 two powers leave no room for one or two keys to differ (a lost key and a duplicated one, two
 swapped keys); only the same rows read back give equal sums. The sums cost one range scan
-per side instead of moving every key to this process (TPC-H lineitem: 12 s -> under 2 s).
+per side instead of moving every key to this process (TPC-H SF1 lineitem, 25 partitions:
+12 s reading keys; SF3, 72 partitions: 9.5 s by sums).
 When they differ, the key multisets are read and compared to name the keys that do not add up.
 """
 from __future__ import annotations

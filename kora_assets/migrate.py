@@ -23,6 +23,7 @@ from kora_assets.plan.model import Plan
 
 log = logging.getLogger("kora.migrate")
 QUIET = {"loggers": {"console": {"config": {"log_level": "WARNING"}}}}
+QUIETER = {"loggers": {"console": {"config": {"log_level": "ERROR"}}}}  # the summary prints every verdict
 
 
 @dataclass
@@ -127,7 +128,7 @@ def run_post_migration_checks(defs: dg.Definitions, instance: dg.DagsterInstance
         return []
     job = defs.resolve_job_def(POST_MIGRATION_CHECKS)
     log.info("running post-migration checks")
-    result = job.execute_in_process(instance=instance, run_config=QUIET, raise_on_error=False,
+    result = job.execute_in_process(instance=instance, run_config=QUIETER, raise_on_error=False,
                                     tags={"kora/launched_by": "kora migrate"})
     return [CheckOutcome(ev.asset_key.to_user_string(), ev.check_name, ev.passed, bool(ev.blocking),
                          ev.description or "") for ev in result.get_asset_check_evaluations()]
