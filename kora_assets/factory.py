@@ -110,7 +110,7 @@ def run_partitions(context, plan: Plan, table: str, keys: list[str], ray_cluster
         done.append(r)
         status = f"FAILED: {r.error}" if r.error else f"{r.landed:,} landed, {r.queued:,} queued"
         line = (f"{table} [{len(done)}/{len(keys)}] partition {r.partition_key}: "
-                f"{r.source_rows:,} rows read, {status} ({r.seconds:.1f}s on {r.worker})")
+                f"{r.source_rows:,} rows read, {status} ({r.seconds:.1f}s on {r.worker}, {r.worker_rss_mib:,} MiB)")
         context.log.info(line)
         progress_log.info(line)
 

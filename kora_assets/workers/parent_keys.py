@@ -69,4 +69,4 @@ def _read_keys(target: Database, table: str, columns: list[str]) -> pl.DataFrame
     cols = ", ".join(target.quote(c) for c in columns)
     nonnull = " AND ".join(f"{target.quote(c)} IS NOT NULL" for c in columns)
     t = cx.read_sql(target.connectorx_url, f"SELECT {cols} FROM {table} WHERE {nonnull}", return_type="arrow")
-    return pl.from_arrow(t).unique()
+    return pl.from_arrow(t)  # no unique(): on 4.5M keys it took 570 MB; hits are made unique instead

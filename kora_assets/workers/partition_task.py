@@ -49,6 +49,7 @@ class PartitionResult:
     worker: str = ""
     error: str | None = None
     fixed_inline: int = 0  # values changed by learned fixes (each audited)
+    worker_rss_mib: int = 0  # the worker's resident memory after the partition (memory stays bounded?)
     error_classes: dict[str, int] = field(default_factory=dict)
 
     def to_dict(self) -> dict:
@@ -102,6 +103,7 @@ class TableRunner:
             w.record_ledger(result.source_rows, time.perf_counter() - t0, result.worker)
         result.landed, result.queued = w.landed, w.queued
         result.seconds = time.perf_counter() - t0  # including the merge and the commit
+        result.worker_rss_mib = _rss_mib()
         return result
 
     def _flag_orphans(self, df: pl.DataFrame, w, target: Database) -> pl.DataFrame:
@@ -115,10 +117,10 @@ class TableRunner:
             ref_cols = [parent.target_column(c) for c in fk.ref_columns]
             ptable = target.qualified(plan.target_name(fk.references), plan.target.schema_)
             held = None if fk.references == self.table else self.parent_keys.keys(target, fk.references, ptable, ref_cols)
-            if held is not None:  # every parent key, unique: probe it with this chunk's few keys
+            if held is not None:  # every parent key: probe it with this chunk's few keys
                 held = held.rename(dict(zip(held.columns, outs)))
                 held = held if held.schema == keys.schema else held.cast(keys.schema, strict=False)
-                hits = held.join(keys, on=outs, how="semi")
+                hits = held.join(keys, on=outs, how="semi").unique()
             else:  # a self-reference (this transaction's rows count), or a parent too large to hold
                 hits = self._lookup_parents(df, w, fk, ptable, ref_cols, keys, outs)
             flag = FK_OK.format(i)
@@ -146,6 +148,14 @@ def load_semantics(plan: Plan, table: str) -> None:
         prime_table(plan, table, use_model=False)
     except Exception:  # without stored types the plan's explicit `semantic:` fields still apply
         pass
+
+
+def _rss_mib() -> int:
+    try:
+        with open("/proc/self/statm") as f:
+            return int(f.read().split()[1]) * os.sysconf("SC_PAGE_SIZE") // (1 << 20)
+    except (OSError, ValueError):  # not Linux
+        return 0
 
 
 def _worker_name() -> str:
