@@ -9,8 +9,8 @@ completeness verdict.
 """
 
 import time
-from concurrent.futures import ThreadPoolExecutor
 import warnings
+from concurrent.futures import ThreadPoolExecutor
 
 import dagster as dg
 
