@@ -133,8 +133,8 @@ def _by_power_sums(plan: Plan, table: str, partition_key: str, source: Database,
         return None
     try:
         with ThreadPoolExecutor(max_workers=2) as pool:  # two servers: both scans at once
-            src_f = pool.submit(_power_sums, source, SourceReader(source, plan.source.schema_), table, pk, src_where)
-            tgt_f = pool.submit(_power_sums, target, SourceReader(target, plan.target.schema_), plan.target_name(table),
+            src_f = pool.submit(_power_sums, source, source.qualified(table, plan.source.schema_), pk, src_where)
+            tgt_f = pool.submit(_power_sums, target, target.qualified(plan.target_name(table), plan.target.schema_),
                                 [tp.target_column(k) for k in pk], tgt_where)
             src, landed = src_f.result(), tgt_f.result()
     except Exception:  # e.g. a key that does not cast to a number: the key comparison decides
@@ -147,7 +147,7 @@ def _by_power_sums(plan: Plan, table: str, partition_key: str, source: Database,
                         accounted_checksum=digest(accounted), method="power sums")
 
 
-def _power_sums(db: Database, reader: SourceReader, table: str, key: list[str], where: str | None) -> tuple[int, int, int]:
+def _power_sums(db: Database, table: str, key: list[str], where: str | None) -> tuple[int, int, int]:
     """Count, sum(h) and sum(h*h), from integer products the server sums exactly.
 
     Per row only 64-bit products (``k1*k1``, ``k1*k2``, ``k2*k2``; SUM of integers is exact in
@@ -158,7 +158,7 @@ def _power_sums(db: Database, reader: SourceReader, table: str, key: list[str], 
     k = [f"CAST({db.quote(c)} AS {big})" for c in key]
     terms = [k[0], f"{k[0]} * {k[0]}"] if len(k) == 1 else [k[0], k[1], f"{k[0]} * {k[0]}", f"{k[0]} * {k[1]}",
                                                               f"{k[1]} * {k[1]}"]
-    sql = f"SELECT COUNT(*), {', '.join(f'SUM({t})' for t in terms)} FROM {db.qualified(table, reader.schema)}"
+    sql = f"SELECT COUNT(*), {', '.join(f'SUM({t})' for t in terms)} FROM {table}"
     with db.engine.connect() as c:
         n, *sums = c.exec_driver_sql(sql + (f" WHERE {where}" if where else "")).one()
     sums = [int(x or 0) for x in sums]

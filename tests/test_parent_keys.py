@@ -17,6 +17,8 @@ def _setup(url: str) -> Database:
 
 
 def _keys(cache: ParentKeyCache, db: Database) -> list:
+    """The parent's keys as a new partition of a child sees them."""
+    cache.retain(db, {'"public"."parent"'})
     frame = cache.keys(db, "parent", '"public"."parent"', ["id"])
     return sorted(frame["id"].to_list())
 

@@ -23,23 +23,9 @@ from kora_assets.recovery.library import FixLibrary, LibraryFix
 from kora_assets.transforms.operators import ParseDate
 from kora_assets.workers.partition_task import PartitionTask, TableRunner
 
-PG = os.environ.get("KORA_REC_PG", "postgresql://postgres@127.0.0.1:5432")
 REDIS = os.environ.get("KORA_REC_REDIS", "redis://127.0.0.1:6379/14")
 ROWS = [("1", "1990-01-01"), ("2", "21.10.1969"), ("3", "05.03.1980"), ("4", "13/01/2001"), ("5", "02/01/2001"),
         ("6", "03-04-2001")]
-
-
-def _pg(sql: str) -> None:
-    with psycopg.connect(f"{PG}/postgres", autocommit=True) as c:
-        c.execute(sql)
-
-
-@pytest.fixture
-def pg_target():
-    name = f"kora_rec_w_{uuid.uuid4().hex[:8]}"
-    _pg(f'CREATE DATABASE "{name}"')
-    yield f"{PG}/{name}"
-    _pg(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
 
 
 def source(tmp_path) -> str:
@@ -100,14 +86,14 @@ def test_worker_loads_library_fixes_and_applies_signed_broadcasts_inline(tmp_pat
     worker.fixes.subscriber.stop()
 
 
-def test_sensor_requests_recovery_runs_with_attempts_and_the_job_recovers(tmp_path, pg_target, monkeypatch):
+def test_sensor_requests_recovery_runs_with_attempts_and_the_job_recovers(tmp_path, pg_db, monkeypatch):
     from kora_assets.sensors import TAG_KEY, build_recovery_defs
     from resources.databases import DatabaseResource
     from resources.llm import LLMResource
     from resources.redis_bus import RedisResource
 
     monkeypatch.setenv("KORA_REDIS_URL", REDIS)
-    plan = plan_for(source(tmp_path), pg_target, name=f"sen{uuid.uuid4().hex[:6]}")
+    plan = plan_for(source(tmp_path), pg_db, name=f"sen{uuid.uuid4().hex[:6]}")
     target = Database(plan.target.url, "target")
     ensure_target_schema(target, plan)
     res = TableRunner(plan, "t").run(PartitionTask("t", "all", "r0"), Database(plan.source.url, "source"), target)
@@ -143,7 +129,7 @@ def test_sensor_requests_recovery_runs_with_attempts_and_the_job_recovers(tmp_pa
         assert md["recovery/fixed"].value == 4 and md["recovery/quarantined"].value == 1
         assert "parse_date" in md["recovery/fixes_learned_ops"].value
         assert md["recovery/recovery_rate"].value == 0.8
-    with psycopg.connect(pg_target) as c:
+    with psycopg.connect(pg_db) as c:
         statuses = dict(c.execute("SELECT value, status FROM kora.error_queue").fetchall())
         reason = c.execute("SELECT reason FROM kora.error_queue WHERE status = 'quarantined'").fetchone()[0]
         landed = dict(c.execute("SELECT id, born::text FROM t").fetchall())
@@ -226,12 +212,12 @@ def brew_source(tmp_path) -> str:
     return f"sqlite:///{path}"
 
 
-def test_recovery_splits_a_state_out_of_the_city_and_audits_both_columns(tmp_path, pg_target, monkeypatch):
+def test_recovery_splits_a_state_out_of_the_city_and_audits_both_columns(tmp_path, pg_db, monkeypatch):
     from kora_assets.recovery.loop import run_until_stable
 
     monkeypatch.delenv("KORA_FIX_LIBRARY_URL", raising=False)
     plan = Plan.model_validate({
-        "name": f"brew{uuid.uuid4().hex[:6]}", "source": {"url": brew_source(tmp_path)}, "target": {"url": pg_target},
+        "name": f"brew{uuid.uuid4().hex[:6]}", "source": {"url": brew_source(tmp_path)}, "target": {"url": pg_db},
         "tables": {"brew": {"primary_key": ["id"], "columns": {
             "id": {"type": "integer", "nullable": False}, "name": {"type": "text"},
             "city": {"type": "varchar(40)"}, "state": {"type": "char(2)", "nullable": False}}}}})
@@ -245,7 +231,7 @@ def test_recovery_splits_a_state_out_of_the_city_and_audits_both_columns(tmp_pat
     assert learned["signature"] == "constraint.not_null|brew.state|*"
     assert learned["ops_json"][0]["op"] == "split_from_sibling" and learned["ops_json"][0]["sibling"] == "city"
     assert sorted(learned["ops_json"][0]["values"]) == sorted(BREW_STATES)
-    with psycopg.connect(pg_target) as c:
+    with psycopg.connect(pg_db) as c:
         landed = {r[0]: (r[1], r[2], r[3]) for r in c.execute("SELECT id, name, city, state FROM brew")}
         queue = dict(c.execute("SELECT (primary_key->>'id')::int, status FROM kora.error_queue").fetchall())
         audits = c.execute("SELECT (primary_key->>'id')::int, column_name, before, after, fix_id "

@@ -27,24 +27,32 @@ class ParentKeyCache:
 
     max_rows: int = MAX_ROWS
     _frames: dict[tuple, tuple[tuple, pl.DataFrame]] = field(default_factory=dict)
+    _checked: dict[tuple, pl.DataFrame | None] = field(default_factory=dict)  # this partition's answers
 
     def retain(self, target: Database, tables: set[str]) -> None:
-        """Drop every parent but these: a worker holds one table's parents at a time."""
+        """At a partition's start: drop every parent but these (a worker holds one table's
+        parents at a time), and check the kept ones' signatures again on first use."""
         url = str(target.url)
         for key in [k for k in self._frames if k[0] != url or k[1] not in tables]:
             del self._frames[key]
+        self._checked.clear()
 
     def keys(self, target: Database, plan_parent: str, table: str, columns: list[str]) -> pl.DataFrame | None:
-        """All key tuples of the parent as it stands now, or None where a full copy is not worth it."""
+        """All key tuples of the parent as the partition found it, or None where a full copy is not worth it."""
         if target.dialect != "postgresql":
             return None
+        key = (str(target.url), table, tuple(columns))
+        if key not in self._checked:  # once per partition, not per chunk
+            self._checked[key] = self._current(target, plan_parent, key)
+        return self._checked[key]
+
+    def _current(self, target: Database, plan_parent: str, key: tuple) -> pl.DataFrame | None:
         sig = _signature(target, plan_parent)
         if sig[1] + sig[3] > self.max_rows:
             return None
-        key = (str(target.url), table, tuple(columns))
         cached = self._frames.get(key)
         if cached is None or cached[0] != sig:
-            cached = self._frames[key] = (sig, _read_keys(target, table, columns))
+            cached = self._frames[key] = (sig, _read_keys(target, key[1], list(key[2])))
         return cached[1]
 
 
