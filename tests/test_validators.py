@@ -347,6 +347,35 @@ def test_source_orphans_are_dirt_not_migration_errors(plan, source, target_copy)
     assert out.metadata["orphans_source"] == 2 and out.metadata["orphans_target"] == 0
 
 
+def test_source_dirt_is_read_from_the_error_queue_when_the_target_has_no_orphans(plan, source, target_copy):
+    """No target orphan to judge: the source is not scanned, the dirt reported is what the
+    workers queued as fk_orphan. The source's own orphan (9003) is not in the queue, so a scan
+    would be seen in the count."""
+    from kora_assets.bookkeeping.tables import bookkeeping_ddl
+    from kora_assets.dbio.connections import Database
+
+    queued = ("INSERT INTO kora.error_queue (table_name, partition_key, primary_key, \"row\", column_name, "
+              "error_class, reason) VALUES "
+              "('orders', 'all', '{\"id\": 9101}', '{}', 'customer_id', 'fk_orphan', 'no parent'), "
+              "('orders', 'all', '{\"id\": 9102}', '{}', 'customer_id', 'fk_orphan', 'no parent'), "
+              "('orders', 'all', '{\"id\": 9103}', '{}', 'amount', 'cast.numeric', 'not a number')")
+    with source.begin() as c:
+        c.exec_driver_sql("SET foreign_key_checks = 0")
+        c.exec_driver_sql("INSERT INTO orders VALUES (9003, 5557, 10.00, 'new', NULL, '2023-02-01')")
+        c.exec_driver_sql("SET foreign_key_checks = 1")
+    try:
+        target = target_copy(*bookkeeping_ddl(Database(PG_ROOT + "/postgres", "target")), queued)
+        out = check_references(plan, "orders", source, target)
+        scanned = check_references(plan, "orders", source, target_copy())  # no error queue: the source is scanned
+    finally:
+        with source.begin() as c:
+            c.exec_driver_sql("DELETE FROM orders WHERE id = 9003")
+    assert out.passed, out.failures
+    dirt = {f["rule"]: f for f in out.warnings}["source_orphans"]
+    assert dirt["count"] == 2 and dirt["sample_keys"] == [9101, 9102] and "queued" in dirt["message"]
+    assert out.metadata["orphans_source"] == 2 and "2 (queued)" in out.metadata["report"]
+    assert {f["rule"]: f for f in scanned.warnings}["source_orphans"]["sample_keys"] == [9003]
+
 def test_transformed_category_remap_is_caught(plan, source, target_copy):
     """Columns with a transform are compared after it: a remap in one of them is still seen."""
     target = target_copy("UPDATE customers SET tier = 'platinum' WHERE tier = 'gold'")
