@@ -26,7 +26,7 @@ from kora_assets.plan.loader import parents
 from kora_assets.plan.model import Plan
 from kora_assets.timing import phase, progress_log
 from kora_assets.workers.partition_task import PartitionResult, PartitionTask
-from resources.databases import DatabaseResource
+from resources.databases import DatabaseResource, bind_plan
 from resources.ray_cluster import RayResource
 from resources.redis_bus import RedisResource
 
@@ -40,13 +40,6 @@ def _columns_markdown(plan: Plan, table: str) -> str:
         ops = ", ".join(op.op for op in cp.transform) or "-"
         rows.append(f"| {src} | {cp.target or src} | {cp.type} | {'yes' if cp.nullable else 'no'} | {ops} |")
     return "\n".join(rows)
-
-
-def _bound_plan(plan: Plan, source: DatabaseResource, target: DatabaseResource) -> Plan:
-    """The plan as the resources configure it (URL/schema overrides), for the workers."""
-    src = plan.source.model_copy(update={k: v for k, v in (("url", source.url), ("schema_", source.schema_name)) if v})
-    tgt = plan.target.model_copy(update={k: v for k, v in (("url", target.url), ("schema_", target.schema_name)) if v})
-    return plan.model_copy(update={"source": src, "target": tgt})
 
 
 def build_table_asset(plan: Plan, table: str) -> dg.AssetsDefinition:
@@ -78,7 +71,7 @@ def _define_table_asset(plan: Plan, table: str, key: dg.AssetKey, pdef, deps, ch
     )
     def _table_asset(context: dg.AssetExecutionContext, source_db: DatabaseResource,
                      target_db: DatabaseResource, ray_cluster: RayResource, redis: RedisResource):
-        bound = _bound_plan(plan, source_db, target_db)
+        bound = bind_plan(plan, source_db, target_db)
         results = run_partitions(context, bound, table, list(context.partition_keys), ray_cluster, redis)
         with phase(table, "constraints and indexes", context):
             complete, added = finalize_if_loaded(context, bound, table)

@@ -19,7 +19,7 @@ import dagster as dg
 from kora_assets.bookkeeping.tables import bookkeeping_table
 from kora_assets.dbio.connections import Database
 from kora_assets.plan.model import Plan
-from resources.databases import DatabaseResource
+from resources.databases import DatabaseResource, bind_plan
 from resources.llm import LLMResource
 from resources.redis_bus import RedisResource
 
@@ -55,8 +55,6 @@ def pending_state(target: Database) -> dict[str, dict]:
 
 
 def build_recovery_defs(plan: Plan) -> tuple[list[dg.SensorDefinition], list[dg.JobDefinition]]:
-    from kora_assets.factory import _bound_plan
-
     job_name = f"{plan.name}_recovery"
 
     @dg.op(name=f"{plan.name}_recover", description="Recover queued rows: classify, reuse or find a fix, prove it, land it.")
@@ -65,7 +63,7 @@ def build_recovery_defs(plan: Plan) -> tuple[list[dg.SensorDefinition], list[dg.
         from kora_assets.recovery.loop import run_until_stable
         from kora_assets.recovery.metadata import observations
 
-        bound = _bound_plan(plan, source_db, target_db)
+        bound = bind_plan(plan, source_db, target_db)
         report = run_until_stable(bound, config.tables or None, llm=llm, redis_url=redis.resolved_url(),
                                   run_id=context.run_id, partitions=config.partitions or None,
                                   report_to_dagster=False)

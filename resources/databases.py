@@ -21,3 +21,11 @@ class DatabaseResource(dg.ConfigurableResource):
 
     def database(self, plan_url: str) -> Database:
         return Database(self.url or plan_url, self.role)
+
+
+def bind_plan(plan, source: DatabaseResource, target: DatabaseResource):
+    """The plan as the resources configure it (URL/schema overrides): what every asset, check
+    and sensor hands to workers and validators, so a resource override reaches all of them."""
+    src = plan.source.model_copy(update={k: v for k, v in (("url", source.url), ("schema_", source.schema_name)) if v})
+    tgt = plan.target.model_copy(update={k: v for k, v in (("url", target.url), ("schema_", target.schema_name)) if v})
+    return plan.model_copy(update={"source": src, "target": tgt})

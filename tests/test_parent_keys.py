@@ -48,3 +48,21 @@ def test_parent_keys_hold_only_the_current_tables_parents_and_not_huge_ones(pg_d
     cache.retain(db, {'"public"."other"'})
     assert cache._frames == {}
     assert ParentKeyCache(max_rows=2).keys(db, "parent", '"public"."parent"', ["id"]) is None  # 3 landed > 2
+
+
+def test_single_integer_keys_are_found_by_binary_search():
+    """Pure logic: the sorted-key lookup agrees with a set lookup, nulls stay null (no
+    reference), values outside the parent's integer type are simply not found."""
+    import polars as pl
+
+    from kora_assets.workers.parent_keys import contains, hits
+
+    held = pl.DataFrame({"id": [40, 10, 30, 20]}, schema={"id": pl.Int32}).sort("id")
+    values = pl.Series("fk", [10, 15, None, 40, 41, 2**40, -5, 30], dtype=pl.Int64)
+    assert contains(held, values).to_list() == [True, False, None, True, False, False, False, True]
+    assert contains(held.clear(), values).to_list() == [False, False, None, False, False, False, False, False]
+    unsorted = pl.DataFrame({"id": [40, 10]}, schema={"id": pl.Int32})
+    assert contains(unsorted, values) is None  # not known to be sorted: the caller joins
+    assert contains(pl.DataFrame({"id": ["a"]}), pl.Series(["a"])) is None  # text keys: the caller joins
+    keys = pl.DataFrame({"fk": [10, 15, 40]})
+    assert sorted(hits(held, keys, ["fk"])["fk"].to_list()) == [10, 40]

@@ -55,11 +55,22 @@ def _robust_z(d: np.ndarray, floor: float) -> np.ndarray:
 
 
 def trigram_rarity(values: list[str]) -> np.ndarray:
-    """Mean -log document frequency of each value's character trigrams among the *other* values."""
-    grams = [[s[i:i + 3] for i in range(len(s) - 2)] for s in (f"^^{v.lower()}$" for v in values)]
-    df = Counter(g for gs in grams for g in set(gs))
+    """Mean -log document frequency of each value's character trigrams among the *other* values.
+
+    In polars (one row per value and trigram position): 20k values took 0.8 s as a Python loop.
+    """
     n = max(len(values), 2)
-    return np.array([float(np.mean([-math.log((df[g] - 1 + 0.5) / n) for g in gs])) for gs in grams])
+    if not values:
+        return np.zeros(0)
+    padded = pl.DataFrame({"v": values}, schema={"v": pl.String}).select(
+        pl.concat_str(pl.lit("^^"), pl.col("v").str.to_lowercase(), pl.lit("$")).alias("v"))
+    grams = (padded.with_row_index("i")
+             .with_columns(pl.int_ranges(0, pl.col("v").str.len_chars() - 2).alias("p")).explode("p")
+             .select("i", pl.col("v").str.slice(pl.col("p"), 3).alias("g")))
+    doc_freq = grams.unique().group_by("g").len("df")
+    scored = (grams.join(doc_freq, on="g")
+              .group_by("i").agg((-((pl.col("df") - 1 + 0.5) / n).log()).mean().alias("r")).sort("i"))
+    return scored["r"].to_numpy().astype(np.float64)
 
 
 def _shapes(values: list[str]) -> list[str]:

@@ -37,7 +37,7 @@ from kora_assets.dbio.connections import Database
 from kora_assets.naming import asset_key
 from kora_assets.partitions import partitions_def, predicate
 from kora_assets.timing import phase
-from resources.databases import DatabaseResource
+from resources.databases import DatabaseResource, bind_plan
 
 log = logging.getLogger("kora.semantic")
 CHECK_NAME = "semantic"
@@ -317,13 +317,6 @@ def record_in_library(plan, table: str, partition_key: str, ts: TableSemantics, 
     return n
 
 
-def _bind(plan, source_db: DatabaseResource, target_db: DatabaseResource):
-    """The plan with the resources' URL/schema overrides (as the table assets bind it)."""
-    src = plan.source.model_copy(update={k: v for k, v in (("url", source_db.url), ("schema_", source_db.schema_name)) if v})
-    tgt = plan.target.model_copy(update={k: v for k, v in (("url", target_db.url), ("schema_", target_db.schema_name)) if v})
-    return plan.model_copy(update={"source": src, "target": tgt})
-
-
 def _build_one(plan, table: str, threshold: float) -> dg.AssetChecksDefinition:
     tp = plan.tables[table]
     key = asset_key(plan.name, plan.target_name(table))
@@ -334,7 +327,7 @@ def _build_one(plan, table: str, threshold: float) -> dg.AssetChecksDefinition:
                                 "landed text values. Flags, never blocks.")
     def _semantic(context: dg.AssetCheckExecutionContext, source_db: DatabaseResource,
                   target_db: DatabaseResource) -> dg.AssetCheckResult:
-        bound = _bind(plan, source_db, target_db)
+        bound = bind_plan(plan, source_db, target_db)
         keys = list(context.partition_keys) if (context.has_partition_key or context.has_partition_key_range) else ["all"]
         with phase(table, "semantic check", context):
             if len(keys) == 1:

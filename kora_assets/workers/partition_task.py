@@ -21,6 +21,8 @@ from kora_assets.partitions import predicate
 from kora_assets.plan.model import Plan
 from kora_assets.transforms.compiler import LearnedFix, TableTransform
 from kora_assets.workers.parent_keys import PROCESS_CACHE, ParentKeyCache
+from kora_assets.workers.parent_keys import contains as held_contains
+from kora_assets.workers.parent_keys import hits as held_hits
 
 
 @dataclass(frozen=True)
@@ -112,18 +114,20 @@ class TableRunner:
         plan = self.plan
         for i, fk in enumerate(self.tp.foreign_keys):
             outs = [self.validator.by_source[c].o for c in fk.columns]
-            keys = df.select(outs).drop_nulls().unique()
+            flag = FK_OK.format(i)
             parent = plan.tables[fk.references]
             ref_cols = [parent.target_column(c) for c in fk.ref_columns]
             ptable = target.qualified(plan.target_name(fk.references), plan.target.schema_)
             held = None if fk.references == self.table else self.parent_keys.keys(target, fk.references, ptable, ref_cols)
-            if held is not None:  # every parent key: probe it with this chunk's few keys
-                held = held.rename(dict(zip(held.columns, outs)))
-                held = held if held.schema == keys.schema else held.cast(keys.schema, strict=False)
-                hits = held.join(keys, on=outs, how="semi").unique()
+            found = held_contains(held, df.get_column(outs[0])) if held is not None and len(outs) == 1 else None
+            if found is not None:  # one sorted integer key: a binary search per row, no join
+                df = df.with_columns(found.fill_null(True).alias(flag))
+                continue
+            keys = df.select(outs).drop_nulls().unique()
+            if held is not None:  # every parent key: look this chunk's few keys up in them
+                hits = held_hits(held, keys, outs)
             else:  # a self-reference (this transaction's rows count), or a parent too large to hold
                 hits = self._lookup_parents(df, w, fk, ptable, ref_cols, keys, outs)
-            flag = FK_OK.format(i)
             df = (df.join(hits.with_columns(pl.lit(True).alias(flag)), on=outs, how="left", nulls_equal=False, maintain_order="left")
                   .with_columns(pl.when(pl.any_horizontal([pl.col(o).is_null() for o in outs])).then(True)
                                 .otherwise(pl.col(flag).fill_null(False)).alias(flag)))
