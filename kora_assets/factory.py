@@ -107,9 +107,9 @@ def run_partitions(context, plan: Plan, table: str, keys: list[str], ray_cluster
         context.log.info(line)
         progress_log.info(line)
 
+    pool = WorkerPool.shared(plan, ray_cluster.num_workers or plan.settings.workers).warm()
     with phase(table, "semantic types", context):
         _prime_semantics(context, plan, table)
-    pool = WorkerPool.shared(plan, ray_cluster.num_workers or plan.settings.workers)
     results = pool.run([PartitionTask(table, k, context.run_id) for k in keys], redis_url, progress)
     failed = [r for r in results if r.error]
     if failed:

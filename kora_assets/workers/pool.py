@@ -46,13 +46,19 @@ class WorkerPool:
         self.actors[name] = RemoteWorker.remote(self.plan_json, name)
         return name
 
+    def warm(self) -> WorkerPool:
+        """Start the missing actors now, without waiting: their processes import and connect
+        while the coordinator does its own setup (the semantic model loads in ~5 s)."""
+        while len(self.actors) < self.size:
+            self._spawn()
+        return self
+
     def run(self, tasks: list[PartitionTask], redis_url: str,
             on_result: Callable[[PartitionResult], None] | None = None) -> list[PartitionResult]:
         """Run all tasks on the pool; results in completion order, one per task."""
         if not tasks:
             return []
-        while len(self.actors) < self.size:
-            self._spawn()
+        self.warm()
         run_key = f"{tasks[0].run_id}-{uuid.uuid4().hex[:8]}"
         q = TaskQueue(redis_url, run_key)
         q.push(tasks)
