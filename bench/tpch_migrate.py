@@ -570,7 +570,12 @@ PGLOADER_CMD = """\
 LOAD DATABASE
      FROM {src}
      INTO {dst}
- WITH include drop, create tables, create indexes, foreign keys, reset sequences
+ WITH include drop, create tables, create indexes, foreign keys, reset sequences,
+      prefetch rows = 25000
+ -- pgloader pauses reading while its writers catch up; MariaDB's default 60 s write timeout
+ -- then drops the connection mid-lineitem ("couldn't read from socket"). With that fixed, its
+ -- default 100k prefetched rows per reader exhausted the Debian build's heap on lineitem.
+  SET MySQL PARAMETERS net_read_timeout = '600', net_write_timeout = '600'
  -- the same column types as kora and the raw DDL (pgloader would make int(11) a bigint,
  -- char(n) a varchar(n) and drop NOT NULL from dates)
  CAST type int to integer drop typemod keep not null,
