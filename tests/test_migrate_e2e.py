@@ -5,7 +5,6 @@ from __future__ import annotations
 import json
 
 import pytest
-import sqlalchemy as sa
 
 from kora_assets.dbio.connections import Database
 from kora_assets.migrate import migrate

@@ -23,7 +23,6 @@ pattern), and a sample of the rest; values not embedded get no score.
 """
 from __future__ import annotations
 
-import math
 import random
 from collections import Counter
 from dataclasses import dataclass, field
