@@ -614,7 +614,8 @@ def _pgloader_phases(text: str) -> dict[str, float]:
 
 SUMMARY_RE = re.compile(r"^(\w+)\s+(ok|failed|check_failed|skipped|-)\s+([\d,]+)\s+([\d,]+)\s+([\d,]+)"
                         r"\s+([\d.]+)\s+(\S+)$")
-PROGRESS_RE = re.compile(r"^(\w+) \[(\d+)/(\d+)\] partition (\S+): ([\d,]+) rows read, (.*) \(([\d.]+)s on (\S+)\)$")
+PROGRESS_RE = re.compile(r"^(\w+) \[(\d+)/(\d+)\] partition (\S+): ([\d,]+) rows read, (.*) "
+                         r"\(([\d.]+)s on ([^,\s]+)(?:, ([\d,]+) MiB)?\)$")
 
 
 def run_kora(srv: Servers, kora: str, workers: int | None, logfile: Path, timeout: float,
@@ -641,7 +642,8 @@ def run_kora(srv: Servers, kora: str, workers: int | None, logfile: Path, timeou
                                "queued": int(m[5].replace(",", "")), "seconds": float(m[6])}
         elif m := PROGRESS_RE.match(ln.strip()):
             partitions.append({"table": m[1], "partition": m[4], "rows": int(m[5].replace(",", "")),
-                               "status": m[6], "seconds": float(m[7]), "worker": m[8]})
+                               "status": m[6], "seconds": float(m[7]), "worker": m[8],
+                               "worker_rss_mib": int(m[9].replace(",", "")) if m[9] else None})
     m = re.search(r"^migration (?:complete|INCOMPLETE) in ([\d.]+)s", text, re.M)
     res = {"ok": rc == 0, "seconds": secs, "exit_code": rc, "init_output": init.stdout.strip(),
            "init_seconds_not_timed": round(init_s, 2),
