@@ -1,7 +1,8 @@
 """Phase timings of a table's step, logged as they finish.
 
 A table's step is more than its copy (constraints, conservation, the checks); a user watching
-a long migration, and the benchmark reading the log, must see where the time goes.
+a long migration, and the benchmark reading the log, must see where the time goes, and which
+phase raised the coordinating process's peak memory (the workers report theirs per partition).
 """
 from __future__ import annotations
 
@@ -18,7 +19,17 @@ def phase(table: str, name: str, context=None):
     try:
         yield
     finally:
-        line = f"{table}: {name} in {time.perf_counter() - t0:.1f}s"
+        line = f"{table}: {name} in {time.perf_counter() - t0:.1f}s (coordinator peak {peak_rss_mib():,} MiB)"
         progress_log.info(line)
         if context is not None:
             context.log.info(line)
+
+
+def peak_rss_mib() -> int:
+    """This process's peak resident memory so far (0 where the platform does not say)."""
+    try:
+        import resource
+
+        return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss // 1024  # KiB on Linux
+    except (ImportError, OSError):
+        return 0
