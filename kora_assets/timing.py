@@ -7,6 +7,7 @@ phase raised the coordinating process's peak memory (the workers report theirs p
 from __future__ import annotations
 
 import logging
+import os
 import time
 from contextlib import contextmanager
 
@@ -32,4 +33,13 @@ def peak_rss_mib() -> int:
 
         return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss // 1024  # KiB on Linux
     except (ImportError, OSError):
+        return 0
+
+
+def rss_mib() -> int:
+    """This process's resident memory now (a worker reports it after each partition; 0 off Linux)."""
+    try:
+        with open("/proc/self/statm") as f:
+            return int(f.read().split()[1]) * os.sysconf("SC_PAGE_SIZE") // (1 << 20)
+    except (OSError, ValueError):
         return 0

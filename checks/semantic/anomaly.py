@@ -107,12 +107,12 @@ def choose_for_embedding(values: list[str], rarity: np.ndarray, max_embed: int =
 
 
 def score_distinct(values: list, encoder, *, max_embed: int = MAX_EMBED, seed: int = 0) -> dict[str, float]:
-    """Anomaly score of (a budgeted subset of) the distinct values: mean of two robust z-scores."""
+    """Anomaly score of (a budgeted subset of) the distinct values: mean of two robust z-scores.
+
+    ``find_anomalies`` hands at most ``MAX_SCORED`` values (sampled in polars)."""
     distinct = sorted({v.strip() for v in values if v is not None and v.strip()})
     if len(distinct) < MIN_VALUES:
         return {}
-    if len(distinct) > MAX_SCORED:  # bound the per-value trigram pass on huge free-text columns
-        distinct = sorted(random.Random(seed).sample(distinct, MAX_SCORED))
     rarity = _robust_z(trigram_rarity(distinct), MIN_TRIGRAM_SPREAD)
     idx = choose_for_embedding(distinct, rarity, max_embed, seed)
     chosen = [distinct[i] for i in idx]
@@ -135,7 +135,7 @@ def find_anomalies(series: pl.Series, encoder, *, threshold: float = DEFAULT_THR
     if frame.height == 0:
         return []
     distinct = frame.get_column("v").unique()
-    if len(distinct) > MAX_SCORED:  # sampled here, not as 200k Python strings (~100 MB of comments)
+    if len(distinct) > MAX_SCORED:  # bound the trigram pass; sampled here, not as 200k Python strings
         distinct = distinct.sort().sample(MAX_SCORED, seed=0)
     scores = score_distinct(distinct.to_list(), encoder, max_embed=max_embed)
     bad = {v: z for v, z in scores.items() if z >= threshold}

@@ -5,8 +5,9 @@ keys, three FKs per lineitem chunk) was 40% of a worker's time on TPC-H. Parents
 their children (FK order), so a worker reads a parent's key columns once, as Arrow, and every
 later chunk is flagged by a binary search (one integer key, held sorted) or a polars join. The
 copy is tied to a signature of what has landed in the parent (its ledger rows and the rows
-recovery fixed): when either changes, it is read again. Parents larger than ``MAX_ROWS`` keep the per-chunk lookup, and a worker holds only the
-parents of the table it is loading, so its memory stays bounded whatever the parents' sizes.
+recovery fixed): when either changes, it is read again. Parents larger than ``MAX_ROWS`` keep
+the per-chunk lookup, and a worker holds only the parents of the table it is loading, so its
+memory stays bounded whatever the parents' sizes.
 """
 from __future__ import annotations
 

@@ -19,6 +19,7 @@ from kora_assets.dbio.source import SourceReader
 from kora_assets.dbio.target import partition_writer
 from kora_assets.partitions import predicate
 from kora_assets.plan.model import Plan
+from kora_assets.timing import rss_mib
 from kora_assets.transforms.compiler import LearnedFix, TableTransform
 from kora_assets.workers.parent_keys import PROCESS_CACHE, ParentKeyCache
 from kora_assets.workers.parent_keys import contains as held_contains
@@ -105,7 +106,7 @@ class TableRunner:
             w.record_ledger(result.source_rows, time.perf_counter() - t0, result.worker)
         result.landed, result.queued = w.landed, w.queued
         result.seconds = time.perf_counter() - t0  # including the merge and the commit
-        result.worker_rss_mib = _rss_mib()
+        result.worker_rss_mib = rss_mib()
         return result
 
     def _flag_orphans(self, df: pl.DataFrame, w, target: Database) -> pl.DataFrame:
@@ -152,14 +153,6 @@ def load_semantics(plan: Plan, table: str) -> None:
         prime_table(plan, table, use_model=False)
     except Exception:  # without stored types the plan's explicit `semantic:` fields still apply
         pass
-
-
-def _rss_mib() -> int:
-    try:
-        with open("/proc/self/statm") as f:
-            return int(f.read().split()[1]) * os.sysconf("SC_PAGE_SIZE") // (1 << 20)
-    except (OSError, ValueError):  # not Linux
-        return 0
 
 
 def _worker_name() -> str:
