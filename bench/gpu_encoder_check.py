@@ -68,6 +68,9 @@ def main() -> int:
     ap.add_argument("--json", type=Path, default=None, help="also write the result here")
     args = ap.parse_args()
 
+    if args.model is not None and not (args.model / "config.json").is_file():
+        print(f"--model {args.model}: no config.json there; give the directory of a MiniLM checkpoint", file=sys.stderr)
+        return 2
     import torch
 
     if not torch.cuda.is_available():
