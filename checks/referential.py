@@ -10,6 +10,10 @@ For every foreign key the plan declares on the table:
    fail the check (compared key by key up to ``max_compare_keys``, by counts beyond). The
    source is scanned only when the target has orphans to judge: otherwise the dirt reported
    is the rows the workers queued as ``fk_orphan`` (read from the error queue, when there is one).
+   A PostgreSQL constraint that this same step created (``validated_by_target``) is not scanned
+   again: ``ALTER TABLE ... ADD FOREIGN KEY`` has just run this anti-join over every row and
+   would have failed on one orphan (``convalidated`` confirms it). An older constraint is
+   scanned, since triggers can be bypassed (``session_replication_role = replica``).
 3. **Declared actions**: ON DELETE / ON UPDATE read from each catalog (PostgreSQL
    ``pg_constraint``, MySQL ``information_schema.REFERENTIAL_CONSTRAINTS``, SQLite
    ``pragma foreign_key_list``). Expected is the plan's action where the plan sets one
@@ -68,7 +72,7 @@ class _Side:
     orphans: int = 0
     orphan_keys: list[tuple] = field(default_factory=list)
     trial: dict[str, str] = field(default_factory=dict)
-    counted_by: str = "scan"  # how ``orphans`` was found: an anti-join "scan" or the "error queue"
+    counted_by: str = "scan"  # how ``orphans`` was found: a "scan", the "error queue" or the "constraint"
 
     @property
     def label_key(self) -> list[str]:
@@ -77,10 +81,15 @@ class _Side:
 
 def check_references(plan, table: str, source_engine: sa.Engine, target_engine: sa.Engine, *,
                      trial: bool = True, trial_source: bool = True, lock_timeout_s: int = 5,
-                     max_compare_keys: int = 10_000) -> CheckOutcome:
-    """Orphans, source dirt and cascade behaviour of the table's foreign keys (module doc)."""
+                     max_compare_keys: int = 10_000, validated_by_target: frozenset[str] = frozenset()) -> CheckOutcome:
+    """Orphans, source dirt and cascade behaviour of the table's foreign keys (module doc).
+
+    ``validated_by_target``: names of target FK constraints created (and so checked over every
+    row by PostgreSQL) in the calling step.
+    """
     tp = plan.tables[table]
     ctx = _Ctx(plan, table, source_engine, target_engine, trial, trial_source, lock_timeout_s, max_compare_keys)
+    ctx.validated_by_target = validated_by_target
     rows = [_check_fk(ctx, fk) for fk in tp.foreign_keys]
     report = "\n\n".join([
         f"### References of `{plan.target_name(table)}`",
@@ -104,6 +113,7 @@ class _Ctx:
         self.src_fks = _declared_fks(source_engine, self.src_schema, table)
         self.tgt_fks = _declared_fks(target_engine, self.tgt_schema, plan.target_name(table))
         self.trial_source = trial_source and _enforces(source_engine, self.src_schema, table)
+        self.validated_by_target: frozenset[str] = frozenset()
         self.findings: list[dict] = []
         self.totals = {"orphans_target": 0, "orphans_source": 0, "orphans_inherited": 0}
 
@@ -125,12 +135,14 @@ def _check_fk(ctx: _Ctx, fk) -> list:
     label = fk.name or f"{ctx.table}({','.join(fk.columns)})->{fk.references}({','.join(fk.ref_columns)})"
     s, t = ctx.sides(fk)
     with ThreadPoolExecutor(max_workers=2) as pool:  # two servers: run both sides at once
-        jobs = [pool.submit(_orphans, t, ctx.max_compare_keys)]
+        target_scan = None if _just_validated(ctx, t) else pool.submit(_orphans, t, ctx.max_compare_keys)
+        jobs = []
         if ctx.trial:
             jobs.append(pool.submit(_trial, t, ctx.lock_timeout_s))
             if s.declared is not None and ctx.trial_source:
                 jobs.append(pool.submit(_trial, s, ctx.lock_timeout_s))
-        jobs[0].result()
+        if target_scan is not None:
+            target_scan.result()
         if t.orphans or not _orphans_from_queue(ctx, fk, s):  # target orphans are judged against the source's
             _orphans(s, ctx.max_compare_keys)
         for f in jobs:
@@ -252,6 +264,15 @@ def _orphans(side: _Side, max_keys: int) -> None:
         rows = conn.execute(stmt).all()
     side.orphans = int(rows[0][-1]) if rows else 0
     side.orphan_keys = [tuple(plain(v) for v in r[:-1]) for r in rows]
+
+
+def _just_validated(ctx: _Ctx, t: _Side) -> bool:
+    """No target orphans by construction: the constraint was added, validated, in this step."""
+    d = t.declared
+    if d is None or not d.get("validated") or d.get("name") not in ctx.validated_by_target:
+        return False
+    t.orphans, t.orphan_keys, t.counted_by = 0, [], "constraint"
+    return True
 
 
 def _orphans_from_queue(ctx: _Ctx, fk, s: _Side) -> bool:
@@ -544,5 +565,6 @@ def _report_row(label: str, expected: dict, s: _Side, t: _Side) -> list:
         return f"{x.get('on_delete', '—')} / {x.get('on_update', '—')}" if x else "not run"
 
     dirt = f"{s.orphans} (queued)" if s.counted_by == "error queue" else s.orphans
+    held = "0 (validated on creation)" if t.counted_by == "constraint" else t.orphans
     return [label, acts(expected), acts(s.declared), acts(t.declared), trial(s.trial), trial(t.trial),
-            t.orphans, dirt]
+            held, dirt]

@@ -65,7 +65,7 @@ def _safe(name: str, fn, table: str = "") -> CheckOutcome:
 
 
 def evaluate_table_checks(context, plan: Plan, table: str, partition_keys: list[str],
-                          complete: bool) -> Iterator[dg.AssetCheckResult]:
+                          complete: bool, constraints_added: list[str] = ()) -> Iterator[dg.AssetCheckResult]:
     source, target = Database(plan.source.url, "source"), Database(plan.target.url, "target")
     se, te = source.engine, target.engine
     tp = plan.tables[table]
@@ -73,7 +73,8 @@ def evaluate_table_checks(context, plan: Plan, table: str, partition_keys: list[
     for name, fn in ((STRUCTURAL, lambda: check_structure(plan, table, se, te)),
                      # The rolled-back trial delete is proven on server databases; on a SQLite
                      # target the declared actions are compared (its write lock would race the loader).
-                     (REFERENTIAL, lambda: check_references(plan, table, se, te, trial=target.dialect != "sqlite"))):
+                     (REFERENTIAL, lambda: check_references(plan, table, se, te, trial=target.dialect != "sqlite",
+                                                                validated_by_target=frozenset(constraints_added)))):
         if name == REFERENTIAL and not tp.foreign_keys:
             continue
         if complete:

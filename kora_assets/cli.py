@@ -115,7 +115,7 @@ def migrate(plan_path, tables, workers, recover, verbose):
     """
     _setup_logging(verbose)
     from kora_assets.dbio.connections import Database
-    from kora_assets.migrate import after_migration, dagster_instance, migrate as run_migration
+    from kora_assets.migrate import after_migration, dagster_instance, migrate as run_migration, summary_counts
     from kora_assets.status import migration_status
 
     plan = _load(plan_path)
@@ -136,7 +136,8 @@ def migrate(plan_path, tables, workers, recover, verbose):
     if recover:  # the replay judges the target as recovery leaves it, not the first pass
         _run_recovery(plan, wanted)
         after_migration(plan, instance, outcome, wanted)
-    status = migration_status(plan, wanted)
+    # after recovery the queue has changed: count live; else the completeness check just counted
+    status = migration_status(plan, wanted) if recover else summary_counts(plan, outcome, wanted)
     _print_summary(outcome, status, time.perf_counter() - t0)
     sys.exit(0 if outcome.ok else EXIT_FAILED)
 

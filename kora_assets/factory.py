@@ -78,7 +78,7 @@ def _define_table_asset(plan: Plan, table: str, key: dg.AssetKey, pdef, deps, ch
         yield dg.MaterializeResult(metadata={**_materialization_metadata(results),
                                              "constraints_added": dg.MetadataValue.text(", ".join(added) or "none")})
         yield from _completeness_results(context, bound, table, results)
-        yield from evaluate_table_checks(context, bound, table, list(context.partition_keys), complete)
+        yield from evaluate_table_checks(context, bound, table, list(context.partition_keys), complete, added)
 
     return _table_asset
 

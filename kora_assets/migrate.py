@@ -33,6 +33,7 @@ class TableOutcome:
     seconds: float = 0.0
     detail: str = ""
     partitions: int = 0
+    counts: dict[str, int] | None = None  # source/landed/queued rows as the completeness check counted them
 
 
 @dataclass
@@ -109,10 +110,35 @@ def migrate(plan: Plan, instance: dg.DagsterInstance, tables: list[str] | None =
             status, detail = "failed", _failure_text(result)
         if status != "ok":
             failed.add(table)
-        outcome.tables.append(TableOutcome(table, status, secs, detail, len(keys)))
+        outcome.tables.append(TableOutcome(table, status, secs, detail, len(keys), _conserved_counts(result)))
     if post_checks:
         after_migration(plan, instance, outcome, tables, defs)
     return outcome
+
+
+def _conserved_counts(result) -> dict[str, int] | None:
+    """The table's rows as its completeness check just counted them on both databases."""
+    from kora_assets.factory import COMPLETENESS
+
+    for ev in result.get_asset_check_evaluations():
+        if ev.check_name == COMPLETENESS and ev.partition is None:
+            meta = ev.metadata
+            if all(k in meta for k in ("source_rows", "landed_rows", "queued_rows")):
+                return {k: int(meta[k].value) for k in ("source_rows", "landed_rows", "queued_rows")}
+    return None
+
+
+def summary_counts(plan: Plan, outcome: MigrationOutcome, tables: list[str] | None = None) -> dict:
+    """Rows per table for the closing summary: the completeness check's counts from this run
+    (the same live SQL counts ``kora status`` would make again, a full pass over both databases),
+    counted anew only for tables the run did not check."""
+    from kora_assets.status import migration_status
+
+    counted = {t.table: t.counts for t in outcome.tables if t.counts is not None}
+    wanted = [t for t in plan.tables if (not tables or t in tables)]
+    rest = [t for t in wanted if t not in counted]
+    live = migration_status(plan, rest)["tables"] if rest else {}
+    return {"tables": {t: counted.get(t) or live[t] for t in wanted}}
 
 
 def after_migration(plan: Plan, instance: dg.DagsterInstance, outcome: MigrationOutcome,

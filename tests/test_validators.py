@@ -376,6 +376,22 @@ def test_source_dirt_is_read_from_the_error_queue_when_the_target_has_no_orphans
     assert out.metadata["orphans_source"] == 2 and "2 (queued)" in out.metadata["report"]
     assert {f["rule"]: f for f in scanned.warnings}["source_orphans"]["sample_keys"] == [9003]
 
+def test_a_constraint_validated_in_this_step_is_not_scanned_again(plan, source, target_copy):
+    """A foreign key PostgreSQL validated over every row when this step created it needs no
+    second anti-join; one left NOT VALID is scanned all the same, and its orphan is found."""
+    fresh = check_references(plan, "orders", source, target_copy(),
+                             validated_by_target=frozenset({"fk_orders_customer"}))
+    assert fresh.passed, fresh.failures
+    assert "| 0 (validated on creation) |" in fresh.metadata["report"]
+    not_valid = target_copy("ALTER TABLE orders DROP CONSTRAINT fk_orders_customer",
+                            "UPDATE orders SET customer_id = 1001 WHERE id = 4242",
+                            "ALTER TABLE orders ADD CONSTRAINT fk_orders_customer FOREIGN KEY (customer_id) "
+                            "REFERENCES customers (id) ON DELETE CASCADE NOT VALID")
+    out = check_references(plan, "orders", source, not_valid, validated_by_target=frozenset({"fk_orders_customer"}))
+    assert not out.passed and out.metadata["orphans_target"] == 1
+    assert "validated on creation" not in out.metadata["report"]
+
+
 def test_transformed_category_remap_is_caught(plan, source, target_copy):
     """Columns with a transform are compared after it: a remap in one of them is still seen."""
     target = target_copy("UPDATE customers SET tier = 'platinum' WHERE tier = 'gold'")

@@ -1,8 +1,8 @@
 """Writing one partition to the target atomically: valid rows, queued errors and the ledger
 row commit together, or nothing does.
 
-PostgreSQL gets its bulk path: ``COPY ... FROM STDIN`` fed with CSV that polars writes in
-native code. A partition that already holds rows (a re-run, a backfill) is merged through a
+PostgreSQL gets its bulk path: ``COPY ... FROM STDIN``, binary from Arrow where the table's
+types allow (``dbio.binary_copy``), else CSV that polars writes in native code. A partition that already holds rows (a re-run, a backfill) is merged through a
 temporary staging table instead of delete-and-reload, so ``ON DELETE CASCADE`` children of a
 re-loaded parent are never touched: materializing a partition twice leaves the same target.
 """
@@ -15,6 +15,7 @@ from collections.abc import Iterable
 import polars as pl
 
 from kora_assets.bookkeeping.tables import bookkeeping_table
+from kora_assets.dbio.binary_copy import copy_binary
 from kora_assets.dbio.connections import Database
 
 ERROR_COPY_COLUMNS = ["table_name", "partition_key", "primary_key", "row", "column_name", "error_class",
@@ -26,8 +27,10 @@ class PartitionWriter:
     """Context manager around one partition's transaction."""
 
     def __init__(self, db: Database, *, table: str, target_columns: list[str], primary_key: list[str],
-                 partition_key: str, where: str | None, plan_table: str, run_id: str, keyed: bool = True):
+                 partition_key: str, where: str | None, plan_table: str, run_id: str, keyed: bool = True,
+                 binary_schema: dict[str, pl.DataType] | None = None):
         self.db, self.table, self.columns, self.pk = db, table, target_columns, primary_key
+        self.binary_schema = binary_schema  # set: valid rows go by binary COPY (see dbio.binary_copy)
         self.keyed = keyed  # does the target table have its primary key yet (see ddl.finalize_table)?
         self.partition_key, self.where, self.plan_table, self.run_id = partition_key, where, plan_table, run_id
         self.landed = 0
@@ -90,8 +93,12 @@ class PostgresPartitionWriter(PartitionWriter):
     def write(self, df: pl.DataFrame) -> None:
         if df.height == 0:
             return
-        df = _csv_ready(df)
-        self._copy_csv("kora_stage" if self.merge else self.table, self.columns, df)
+        table = "kora_stage" if self.merge else self.table
+        if self.binary_schema is not None:
+            copy_binary(self.cur, f"COPY {table} ({self._collist()}) FROM STDIN WITH (FORMAT binary)",
+                        df.select(self.columns), self.binary_schema)
+        else:
+            self._copy_csv(table, self.columns, _csv_ready(df))
         self.landed += df.height
 
     def write_errors(self, errors: pl.DataFrame) -> None:

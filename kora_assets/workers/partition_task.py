@@ -13,6 +13,7 @@ from dataclasses import asdict, dataclass, field
 import polars as pl
 
 from checks.record import FK_OK, RecordValidator
+from kora_assets.dbio.binary_copy import binary_schema
 from kora_assets.dbio.connections import Database
 from kora_assets.dbio.ddl import has_key_constraints
 from kora_assets.dbio.source import SourceReader
@@ -90,7 +91,8 @@ class TableRunner:
             target_columns=[c.target for c in self.transform.columns],
             primary_key=[tp.target_column(k) for k in tp.primary_key],
             partition_key=task.partition_key, where=tgt_where, plan_table=self.table, run_id=task.run_id,
-            keyed=has_key_constraints(target, plan, self.table))
+            keyed=has_key_constraints(target, plan, self.table),
+            binary_schema=binary_schema([(c.target, c.ktype) for c in self.transform.columns]))
         with writer as w:
             for batch in reader.batches(self.table, self.transform.source_columns, src_where, chunk):
                 result.source_rows += batch.height
