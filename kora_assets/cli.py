@@ -66,6 +66,9 @@ def main() -> None:
       kora status plan.yaml
       KORA_PLAN=plan.yaml dagster dev -w workspace.yaml
     """
+    from kora_assets.memory import bound_this_process
+
+    bound_this_process()  # a flat heap for long migrations (see kora_assets.memory)
 
 
 @main.command()

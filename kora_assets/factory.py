@@ -8,6 +8,7 @@ pull them in parallel; each partition still lands atomically and gets its own
 completeness verdict.
 """
 
+import threading
 import time
 import warnings
 from concurrent.futures import ThreadPoolExecutor
@@ -89,6 +90,7 @@ def run_partitions(context, plan: Plan, table: str, keys: list[str], ray_cluster
     from kora_assets.workers.pool import WorkerPool
 
     source, target = Database(plan.source.url, "source"), Database(plan.target.url, "target")
+    _load_encoder_meanwhile()
     try:
         source.check()
         target.check()
@@ -121,6 +123,16 @@ def run_partitions(context, plan: Plan, table: str, keys: list[str], ray_cluster
     context.log.info(line)
     progress_log.info(line)
     return results
+
+
+def _load_encoder_meanwhile() -> None:
+    """Load the semantic model on a thread while Ray starts: ``ray.init`` mostly waits for its
+    processes (3-4 s on 2 cores), and the model load (torch import and weights, ~3 s) would
+    otherwise follow it. ``get_encoder`` is locked, so the first real use waits for this one."""
+    from checks.semantic.encoder import available, get_encoder, loaded
+
+    if not loaded() and available():
+        threading.Thread(target=get_encoder, name="kora-encoder-load", daemon=True).start()
 
 
 def _prime_semantics(context, plan: Plan, table: str) -> None:

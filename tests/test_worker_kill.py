@@ -87,3 +87,15 @@ def test_killed_worker_then_rerun_gives_exact_target(tmp_path, pg_db, redis_url,
     assert (first[0], first[2], first[3]) == (expected[0], expected[2], expected[3])
     assert migrate(plan, dagster_instance).ok
     assert _state(pg_db) == first
+
+
+def test_worker_processes_start_with_the_bounded_heap_settings():
+    """Workers inherit kora's glibc settings (two arenas, trim on free): without them a
+    worker's RSS grew with every partition it ran (kora_assets.memory)."""
+    from kora_assets.memory import WORKER_MALLOC_ENV
+
+    @ray.remote(num_cpus=0)
+    def heap_env() -> dict:
+        return {k: os.environ.get(k) for k in WORKER_MALLOC_ENV}
+
+    assert ray.get(heap_env.remote()) == WORKER_MALLOC_ENV

@@ -153,6 +153,11 @@ _ENCODER_LOCK = threading.Lock()
 _WARNED = False
 
 
+def loaded() -> bool:
+    """Is the process's encoder already in memory?"""
+    return _ENCODER is not None
+
+
 def get_encoder() -> Encoder | None:
     """The process's encoder (loaded on first use), or None with one clear log line why not."""
     global _ENCODER, _WARNED
