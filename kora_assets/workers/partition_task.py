@@ -18,7 +18,7 @@ from kora_assets.dbio.connections import Database
 from kora_assets.dbio.ddl import has_key_constraints
 from kora_assets.dbio.source import SourceReader
 from kora_assets.dbio.target import partition_writer
-from kora_assets.partitions import predicate
+from kora_assets.partitions import key_range_keys, predicate
 from kora_assets.plan.model import Plan
 from kora_assets.timing import rss_mib
 from kora_assets.transforms.compiler import LearnedFix, TableTransform
@@ -92,7 +92,8 @@ class TableRunner:
             primary_key=[tp.target_column(k) for k in tp.primary_key],
             partition_key=task.partition_key, where=tgt_where, plan_table=self.table, run_id=task.run_id,
             keyed=has_key_constraints(target, plan, self.table),
-            binary_schema=binary_schema([(c.target, c.ktype) for c in self.transform.columns]))
+            binary_schema=binary_schema([(c.target, c.ktype) for c in self.transform.columns]),
+            plan_partitions=_static_partitions(tp))
         with writer as w:
             for batch in reader.batches(self.table, self.transform.source_columns, src_where, chunk):
                 result.source_rows += batch.height
@@ -145,6 +146,12 @@ class TableRunner:
             own = df.select([pl.col(self.validator.by_source[c].o).alias(o) for c, o in zip(fk.ref_columns, outs)])
             found = pl.concat([found.cast(keys.schema, strict=False), own.cast(keys.schema, strict=False)])
         return keys.join(found.cast(keys.schema, strict=False).unique(), on=outs, how="semi")
+
+
+def _static_partitions(tp) -> frozenset[str]:
+    """The table's partition keys when the plan fixes them (key ranges, one partition); time
+    windows grow with the calendar (and would need Dagster in the worker): empty."""
+    return frozenset() if tp.partitioning.kind == "time" else frozenset(key_range_keys(tp))
 
 
 def load_semantics(plan: Plan, table: str) -> None:

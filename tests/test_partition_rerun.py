@@ -1,0 +1,57 @@
+"""A partition landed again merges instead of appending, before the table has its keys too.
+
+Until ``finalize_table`` the target table has no index; whether a partition already holds rows
+is then read from the ledger (written in the same transaction as the rows), unless the ledger
+holds partitions the plan no longer has (new bounds): then the table itself is asked.
+"""
+from __future__ import annotations
+
+import sqlite3
+
+from kora_assets.dbio.connections import Database
+from kora_assets.dbio.ddl import ensure_target_schema, has_key_constraints
+from kora_assets.plan.loader import parse_plan
+from kora_assets.workers.partition_task import PartitionTask, TableRunner
+
+PLAN = """
+name: rerun
+source: {{url: "{src}"}}
+target: {{url: "{tgt}", schema: public}}
+tables:
+  items:
+    primary_key: [id]
+    partitioning: {{kind: key_range, column: id, bounds: {bounds}}}
+    columns:
+      id: {{type: integer, nullable: false}}
+      name: {{type: text}}
+"""
+
+
+def _plan(src: str, tgt: str, bounds: list[int]):
+    return parse_plan(PLAN.format(src=src, tgt=tgt, bounds=bounds), require_env=False)
+
+
+def _counts(target: Database, below: int) -> tuple[int, int]:
+    with target.engine.connect() as c:
+        return tuple(c.exec_driver_sql(f"SELECT COUNT(*), COUNT(DISTINCT id) FROM public.items WHERE id < {below}").one())
+
+
+def test_rerun_of_an_unkeyed_partition_merges_under_old_and_new_bounds(tmp_path, pg_db):
+    path = tmp_path / "src.db"
+    con = sqlite3.connect(path)
+    con.execute("CREATE TABLE items (id INTEGER PRIMARY KEY, name TEXT)")
+    con.executemany("INSERT INTO items VALUES (?, ?)", [(i, f"item {i}") for i in range(1, 31)])
+    con.commit()
+    con.close()
+    src = f"sqlite:///{path}"
+    plan = _plan(src, pg_db, [10, 20])
+    source, target = Database(src, "source"), Database(pg_db, "target")
+    ensure_target_schema(target, plan)
+    runner = TableRunner(plan, "items")
+    for key in ("..10", "10..20", "..10"):  # the last one again: the ledger knows it landed
+        runner.run(PartitionTask("items", key, "r1"), source, target)
+    assert not has_key_constraints(target, plan, "items")  # "20.." never ran: no keys yet
+    assert _counts(target, 20) == (19, 19)
+    replanned = _plan(src, pg_db, [15])  # the ledger's "..10" and "10..20" are not partitions of this plan
+    TableRunner(replanned, "items").run(PartitionTask("items", "..15", "r2"), source, target)
+    assert _counts(target, 20) == (19, 19)  # ids 1-14 merged, not appended a second time
