@@ -74,6 +74,7 @@ def _define_table_asset(plan: Plan, table: str, key: dg.AssetKey, pdef, deps, ch
                      target_db: DatabaseResource, ray_cluster: RayResource, redis: RedisResource):
         bound = bind_plan(plan, source_db, target_db)
         results = run_partitions(context, bound, table, list(context.partition_keys), ray_cluster, redis)
+        _scan_semantics_meanwhile(context, bound, table, key)
         with phase(table, "constraints and indexes", context):
             complete, added = finalize_if_loaded(context, bound, table)
         yield dg.MaterializeResult(metadata={**_materialization_metadata(results),
@@ -133,6 +134,19 @@ def _load_encoder_meanwhile() -> None:
 
     if not loaded() and available():
         threading.Thread(target=get_encoder, name="kora-encoder-load", daemon=True).start()
+
+
+def _scan_semantics_meanwhile(context, plan: Plan, table: str, key: dg.AssetKey) -> None:
+    """Rows landed: start the semantic check's anomaly scan (CPU, this process) while the
+    databases build indexes and run the checks of this step (``checks.semantic.prefetch``)."""
+    from checks.semantic import prefetch
+    from checks.semantic.anomaly import DEFAULT_THRESHOLD
+    from checks.semantic.assetcheck import CHECK_NAME
+    from checks.semantic.encoder import available
+
+    selected = context.run.asset_check_selection
+    if available() and (selected is None or dg.AssetCheckKey(key, CHECK_NAME) in selected):
+        prefetch.start(plan, table, list(context.partition_keys), context.run_id, DEFAULT_THRESHOLD)
 
 
 def _prime_semantics(context, plan: Plan, table: str) -> None:

@@ -28,6 +28,7 @@ import dagster as dg
 import polars as pl
 import sqlalchemy as sa
 
+from checks.semantic import prefetch
 from checks.semantic.anomaly import DEFAULT_THRESHOLD, MAX_EMBED, Anomaly, find_anomalies
 from checks.semantic.plausibility import ERROR_CLASS, rule_name_of
 from checks.semantic.runtime import TableSemantics, prime_table
@@ -239,6 +240,8 @@ def _value_counts_sql(target: Database, tname: str, col: str, where: str | None)
         with target.engine.connect() as c:
             est = c.execute(sa.text("SELECT reltuples::bigint FROM pg_class WHERE oid = to_regclass(:t)"),
                             {"t": tname}).scalar()
+            if est is not None and est < 0:  # never analyzed (the scan may start before the ANALYZE)
+                est = c.execute(sa.text(f"SELECT COUNT(*) FROM {tname}")).scalar()
         if est and est > VALUE_SAMPLE_ROWS:
             pct = max(0.01, 100.0 * VALUE_SAMPLE_ROWS / est)
             return f"SELECT {col}, COUNT(*) FROM {tname} TABLESAMPLE SYSTEM ({pct:.4f}) REPEATABLE (7) GROUP BY {col}"
@@ -343,11 +346,12 @@ def _build_one(plan, table: str, threshold: float) -> dg.AssetChecksDefinition:
         bound = bind_plan(plan, source_db, target_db)
         keys = list(context.partition_keys) if (context.has_partition_key or context.has_partition_key_range) else ["all"]
         with phase(table, "semantic check", context):
+            early = prefetch.take(bound, table, keys, context.run.run_id, threshold)  # started by the asset's step
             if len(keys) == 1:
-                reports = [semantic_report(bound, table, keys[0], threshold=threshold)]
+                reports = [early or semantic_report(bound, table, keys[0], threshold=threshold)]
             else:  # a backfill: rule hits per partition, anomalies once over the table (one embedding budget)
                 reports = [semantic_report(bound, table, k, threshold=threshold, max_embed=0) for k in keys]
-                whole = semantic_report(bound, table, "all", threshold=threshold, record=False)
+                whole = early or semantic_report(bound, table, "all", threshold=threshold, record=False)
                 reports[0].anomalies = whole.anomalies
         for r in reports:
             for note in r.notes:
