@@ -2,7 +2,8 @@
 
 Until ``finalize_table`` the target table has no index; whether a partition already holds rows
 is then read from the ledger (written in the same transaction as the rows), unless the ledger
-holds partitions the plan no longer has (new bounds): then the table itself is asked.
+holds partitions the plan no longer has (new bounds): then the table itself is asked. And a
+chunk's COPY that fails on the writer's thread stops the partition before its ledger row.
 """
 from __future__ import annotations
 
@@ -55,3 +56,45 @@ def test_rerun_of_an_unkeyed_partition_merges_under_old_and_new_bounds(tmp_path,
     replanned = _plan(src, pg_db, [15])  # the ledger's "..10" and "10..20" are not partitions of this plan
     TableRunner(replanned, "items").run(PartitionTask("items", "..15", "r2"), source, target)
     assert _counts(target, 20) == (19, 19)  # ids 1-14 merged, not appended a second time
+
+
+class _Writer:
+    """A writer whose COPY of the second chunk fails, slowly (pure logic: no database)."""
+
+    thread_safe = True
+
+    def __init__(self):
+        self.chunks, self.ledger = [], None
+
+    def write(self, df):
+        import time
+
+        time.sleep(0.05)
+        if len(self.chunks) == 1:
+            raise RuntimeError("COPY failed: value too long")
+        self.chunks.append(df)
+
+    def write_errors(self, errors):
+        pass
+
+    def write_audits(self, audits):
+        pass
+
+    def record_ledger(self, *args):
+        self.ledger = args
+
+
+def test_pipelined_writes_surface_a_failed_copy_before_the_ledger():
+    import polars as pl
+    import pytest
+
+    from kora_assets.workers.partition_task import PipelinedWrites
+
+    w = _Writer()
+    empty = pl.DataFrame()
+    with pytest.raises(RuntimeError, match="value too long"):
+        with PipelinedWrites(w) as p:
+            p.write_all(pl.DataFrame({"x": [1]}), empty, empty)
+            p.write_all(pl.DataFrame({"x": [2]}), empty, empty)  # runs on the thread, fails there
+            p.record_ledger(2)  # waits for the chunk in flight first: the failure stops it here
+    assert len(w.chunks) == 1 and w.ledger is None

@@ -26,6 +26,8 @@ AUDIT_COPY_COLUMNS = ["table_name", "partition_key", "primary_key", "column_name
 class PartitionWriter:
     """Context manager around one partition's transaction."""
 
+    thread_safe = False  # may another thread use the connection (one statement at a time)?
+
     def __init__(self, db: Database, *, table: str, target_columns: list[str], primary_key: list[str],
                  partition_key: str, where: str | None, plan_table: str, run_id: str, keyed: bool = True,
                  binary_schema: dict[str, pl.DataType] | None = None, plan_partitions: frozenset[str] = frozenset()):
@@ -65,6 +67,7 @@ class PartitionWriter:
 
 
 class PostgresPartitionWriter(PartitionWriter):
+    thread_safe = True
     def _open(self):
         import psycopg
 

@@ -8,6 +8,7 @@ from __future__ import annotations
 import os
 import socket
 import time
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass, field
 
 import polars as pl
@@ -94,15 +95,13 @@ class TableRunner:
             keyed=has_key_constraints(target, plan, self.table),
             binary_schema=binary_schema([(c.target, c.ktype) for c in self.transform.columns]),
             plan_partitions=_static_partitions(tp))
-        with writer as w:
+        with writer as tx, PipelinedWrites(tx) as w:
             for batch in reader.batches(self.table, self.transform.source_columns, src_where, chunk):
                 result.source_rows += batch.height
                 df = self.validator.apply_fixes(self.transform.apply(batch.lazy())).collect()
                 df = self._flag_orphans(df, w, target)
                 valid, errors, audits = self.validator.split(df)
-                w.write(valid)
-                w.write_errors(errors)
-                w.write_audits(audits)
+                w.write_all(valid, errors, audits)
                 result.fixed_inline += audits.height
                 for cls, n in errors.group_by("error_class").len().iter_rows():
                     result.error_classes[cls] = result.error_classes.get(cls, 0) + n
@@ -146,6 +145,53 @@ class TableRunner:
             own = df.select([pl.col(self.validator.by_source[c].o).alias(o) for c, o in zip(fk.ref_columns, outs)])
             found = pl.concat([found.cast(keys.schema, strict=False), own.cast(keys.schema, strict=False)])
         return keys.join(found.cast(keys.schema, strict=False).unique(), on=outs, how="semi")
+
+
+class PipelinedWrites:
+    """The partition's writer with each chunk's COPYs on a thread, so the next chunk is read,
+    transformed and validated while PostgreSQL takes this one (both release the GIL).
+
+    One connection, one statement at a time: every other use of the writer (a parent lookup,
+    the ledger) first waits for the chunk in flight, and so does leaving the block, before the
+    transaction commits or rolls back; an error of the COPY surfaces at that wait.
+    """
+
+    def __init__(self, writer):
+        self._w, self._pool, self._pending = writer, ThreadPoolExecutor(1, thread_name_prefix="kora-copy"), None
+
+    def write_all(self, valid: pl.DataFrame, errors: pl.DataFrame, audits: pl.DataFrame) -> None:
+        self._wait()
+        if self._w.thread_safe:
+            self._pending = self._pool.submit(self._write, valid, errors, audits)
+        else:  # a SQLite connection belongs to the thread that opened it
+            self._write(valid, errors, audits)
+
+    def _write(self, valid, errors, audits) -> None:
+        self._w.write(valid)
+        self._w.write_errors(errors)
+        self._w.write_audits(audits)
+
+    def _wait(self) -> None:
+        pending, self._pending = self._pending, None
+        if pending is not None:
+            pending.result()
+
+    def __getattr__(self, name: str):
+        self._wait()
+        return getattr(self._w, name)
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, exc_type, exc, tb):
+        try:
+            if exc_type is None:
+                self._wait()
+            elif self._pending is not None:  # already failing: let the COPY end, keep the first error
+                self._pending.exception()
+        finally:
+            self._pool.shutdown(wait=True)
+        return False
 
 
 def _static_partitions(tp) -> frozenset[str]:
