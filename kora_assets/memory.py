@@ -40,3 +40,18 @@ def bound_this_process() -> None:
     except (OSError, AttributeError):  # musl, macOS: no mallopt
         return
     mallopt(_M_ARENA_MAX, int(WORKER_MALLOC_ENV["MALLOC_ARENA_MAX"]))
+
+
+def release_free_heap() -> None:
+    """Hand the heap's free pages back to the system (glibc ``malloc_trim``; no-op elsewhere).
+
+    Between tables: what one table's checks freed would otherwise stay resident under the
+    next table's peak (over four tables' checks: 850-870 MiB between tables, ~730 trimmed).
+    """
+    path = ctypes.util.find_library("c")
+    if not path:
+        return
+    try:
+        ctypes.CDLL(path).malloc_trim(0)
+    except (OSError, AttributeError):
+        return

@@ -16,6 +16,7 @@ from pathlib import Path
 import dagster as dg
 
 from kora_assets.definitions import POST_MIGRATION_CHECKS, build_definitions, build_partition_checks
+from kora_assets.memory import release_free_heap
 from kora_assets.naming import asset_key
 from kora_assets.partitions import partitions_def
 from kora_assets.plan.loader import load_order, parents
@@ -111,6 +112,7 @@ def migrate(plan: Plan, instance: dg.DagsterInstance, tables: list[str] | None =
         if status != "ok":
             failed.add(table)
         outcome.tables.append(TableOutcome(table, status, secs, detail, len(keys), _conserved_counts(result)))
+        release_free_heap()
     if post_checks:
         after_migration(plan, instance, outcome, tables, defs)
     return outcome
