@@ -46,7 +46,7 @@ os.environ.setdefault("RAY_AUTH_MODE", "disabled")
 import polars as pl  # noqa: E402
 
 from checks.semantic import runtime  # noqa: E402
-from checks.semantic.anomaly import DEFAULT_THRESHOLD, find_anomalies  # noqa: E402
+from checks.semantic.anomaly import DEFAULT_THRESHOLD, MAX_EMBED, find_anomalies  # noqa: E402
 from checks.semantic.types import ANOMALY_TYPES  # noqa: E402
 from kora_assets.plan.loader import parse_plan  # noqa: E402
 from kora_assets.transforms.compiler import TableTransform  # noqa: E402
@@ -148,7 +148,8 @@ def plan_for(columns: dict[str, str], table: str, *, semantic: dict[str, str] | 
                                   "tables": {table: {"primary_key": [pk], "columns": cols}}}), require_env=False)
 
 
-def detect(plan, table: str, frame: pl.DataFrame, *, inferred: bool, anomalies: bool = True) -> tuple[pl.DataFrame, dict]:
+def detect(plan, table: str, frame: pl.DataFrame, *, inferred: bool, anomalies: bool = True,
+           max_embed: int = MAX_EMBED) -> tuple[pl.DataFrame, dict]:
     """Per cell: does kora flag it (inline semantic checks, or an anomaly in the column's values)?"""
     runtime.clear()
     tp = plan.tables[table]
@@ -176,7 +177,7 @@ def detect(plan, table: str, frame: pl.DataFrame, *, inferred: bool, anomalies: 
                 continue
             t1 = time.perf_counter()
             values = df.get_column(tr.by_source[src].o).cast(pl.String).str.strip_chars()
-            found = find_anomalies(values, enc, threshold=DEFAULT_THRESHOLD, max_embed=4000)
+            found = find_anomalies(values, enc, threshold=DEFAULT_THRESHOLD, max_embed=max_embed)
             t_anom += time.perf_counter() - t1
             bad = [a.value for a in found]
             n_anom[src] = len(bad)
@@ -203,14 +204,14 @@ def _line(label: str, s: dict) -> str:
             f"  P {s['precision']:.3f}  R {s['recall']:.3f}  F1 {s['f1']:.3f}  FP rate {s['fp_rate']:.4%}")
 
 
-def part_planted(rows: int, seed: int, rate: float) -> dict:
+def part_planted(rows: int, seed: int, rate: float, max_embed: int = MAX_EMBED) -> dict:
     frame, truth = planted_table(rows, seed, rate)
     columns = {"id": "integer", "name": "varchar(80)", "email": "varchar(120)", "birth_date": "date", "age": "integer",
                "balance": "numeric(12,2)", "discount_pct": "numeric(6,2)", "notes": "text", "country": "char(2)"}
     out = {}
     for mode in ("plan types", "inferred types"):
         plan = plan_for(columns, "customers", semantic=None if mode == "inferred types" else PLAN_TYPES)
-        flags, info = detect(plan, "customers", frame, inferred=mode == "inferred types")
+        flags, info = detect(plan, "customers", frame, inferred=mode == "inferred types", max_embed=max_embed)
         cols = [c for c in columns if c != "id"]
         all_flag = pl.concat([flags[c] for c in cols])
         all_truth = pl.concat([truth[c] for c in cols])
@@ -385,6 +386,8 @@ def main() -> int:
     ap.add_argument("--rows", type=int, default=20_000, help="rows of the planted table")
     ap.add_argument("--rate", type=float, default=0.02, help="share of cells planted per column")
     ap.add_argument("--seed", type=int, default=1)
+    ap.add_argument("--max-embed", type=int, default=MAX_EMBED,
+                    help="distinct values embedded per column for anomaly scores (default: kora's own budget, %(default)s)")
     ap.add_argument("--crm-dir", default=None, help="existing legacy_crm.py output (default: generate one per --crm-seeds)")
     ap.add_argument("--crm-seeds", default="7,8", help="legacy_crm.py seeds to generate and score")
     ap.add_argument("--perf-rows", type=int, default=250_000, help="rows of the cost partition (kora init's default size)")
@@ -403,7 +406,7 @@ def main() -> int:
     if not a.skip_perf:  # first: the cold numbers need a process without the model loaded
         results["cost"] = part_perf(a.perf_rows, a.pg, a.repeats)
     if not a.skip_planted:
-        results["planted"] = part_planted(a.rows, a.seed, a.rate)
+        results["planted"] = part_planted(a.rows, a.seed, a.rate, a.max_embed)
     if not a.skip_crm:
         if a.crm_dir:
             results["legacy_crm"] = part_crm(Path(a.crm_dir), 0)
