@@ -88,8 +88,8 @@ def check_references(plan, table: str, source_engine: sa.Engine, target_engine: 
     row by PostgreSQL) in the calling step.
     """
     tp = plan.tables[table]
-    ctx = _Ctx(plan, table, source_engine, target_engine, trial, trial_source, lock_timeout_s, max_compare_keys)
-    ctx.validated_by_target = validated_by_target
+    ctx = _Ctx(plan, table, source_engine, target_engine, trial, trial_source, lock_timeout_s, max_compare_keys,
+               validated_by_target)
     rows = [_check_fk(ctx, fk) for fk in tp.foreign_keys]
     report = "\n\n".join([
         f"### References of `{plan.target_name(table)}`",
@@ -104,7 +104,7 @@ class _Ctx:
     """What every foreign key of one table shares: engines, catalogs, options, the findings."""
 
     def __init__(self, plan, table, source_engine, target_engine, trial, trial_source, lock_timeout_s,
-                 max_compare_keys):
+                 max_compare_keys, validated_by_target: frozenset[str] = frozenset()):
         self.plan, self.table = plan, table
         self.src_engine, self.tgt_engine = source_engine, target_engine
         self.trial, self.lock_timeout_s, self.max_compare_keys = trial, lock_timeout_s, max_compare_keys
@@ -113,7 +113,7 @@ class _Ctx:
         self.src_fks = _declared_fks(source_engine, self.src_schema, table)
         self.tgt_fks = _declared_fks(target_engine, self.tgt_schema, plan.target_name(table))
         self.trial_source = trial_source and _enforces(source_engine, self.src_schema, table)
-        self.validated_by_target: frozenset[str] = frozenset()
+        self.validated_by_target = validated_by_target
         self.findings: list[dict] = []
         self.totals = {"orphans_target": 0, "orphans_source": 0, "orphans_inherited": 0}
 

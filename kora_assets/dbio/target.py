@@ -2,9 +2,10 @@
 row commit together, or nothing does.
 
 PostgreSQL gets its bulk path: ``COPY ... FROM STDIN``, binary from Arrow where the table's
-types allow (``dbio.binary_copy``), else CSV that polars writes in native code. A partition that already holds rows (a re-run, a backfill) is merged through a
-temporary staging table instead of delete-and-reload, so ``ON DELETE CASCADE`` children of a
-re-loaded parent are never touched: materializing a partition twice leaves the same target.
+types allow (``dbio.binary_copy``), else CSV that polars writes in native code. A partition
+that already holds rows (a re-run, a backfill) is merged through a temporary staging table
+instead of delete-and-reload, so ``ON DELETE CASCADE`` children of a re-loaded parent are never
+touched: materializing a partition twice leaves the same target.
 """
 from __future__ import annotations
 
@@ -68,6 +69,7 @@ class PartitionWriter:
 
 class PostgresPartitionWriter(PartitionWriter):
     thread_safe = True
+
     def _open(self):
         import psycopg
 
