@@ -105,6 +105,41 @@ def test_anomalies_flag_placeholders_and_mash_not_names():
     assert len(flagged - set(planted)) <= 0.02 * len(clean), found
 
 
+def test_embedding_budget_takes_repeated_values_and_keeps_a_random_reference():
+    """Pure selection logic: a value typed again and again in a column of unique ones is embedded
+    whatever its trigrams, and the reference sample is drawn from what was not picked for oddity."""
+    import numpy as np
+
+    from checks.semantic.anomaly import choose_for_embedding
+
+    values = [f"Person {i:05d}" for i in range(5000)] + ["N/A"]
+    freq = np.ones(len(values))
+    freq[-1] = 40
+    rarity = np.zeros(len(values))
+    rarity[:30] = 5.0  # thirty trigram-rare values
+    idx, drawn = choose_for_embedding(values, rarity, 64, seed=1, freq=freq)
+    assert len(idx) == 64 and len(values) - 1 in idx
+    assert len(set(range(30)) & (set(idx) - drawn)) >= 64 // 3  # the rare third, outside the reference
+    assert len(values) - 1 not in drawn
+    assert len(drawn) >= 20 and drawn <= set(idx)
+
+
+def test_a_repeated_placeholder_in_a_name_column_is_flagged():
+    from checks.semantic.anomaly import find_anomalies
+    from checks.semantic.encoder import get_encoder
+
+    rng = random.Random(11)
+    first = ["James", "Mary", "José", "Zoë", "Björn", "Chloé", "Fatima", "Hiro", "Kofi", "Léa", "Olga", "Wei",
+             "Priya", "Ngozi", "Lars", "Giulia", "Diego", "Sergei", "Omar", "Hannah", "Aiko", "Tomasz"]
+    last = ["Smith", "García", "Müller", "Núñez", "O'Brien", "Kowalski", "Nakamura", "Peña", "Silva", "Çelik",
+            "Nguyen", "Okafor", "Ivanov", "Andersson", "de Vries", "Rossi", "Haddad", "Tanaka", "Murphy", "Dubois"]
+    clean = sorted({f"{rng.choice(first)} {rng.choice(last)} {rng.choice(last)}" for _ in range(3000)})
+    rows = clean + ["unknown customer"] * 25
+    found = find_anomalies(pl.Series(rows), get_encoder(), max_embed=64)
+    assert "unknown customer" in {a.value for a in found}, found
+    assert next(a.rows for a in found if a.value == "unknown customer") == 25
+
+
 def test_plan_can_make_anomalies_block(tmp_path):
     """``semantic: person_name:block``: anomalous source values are queued inline, not only flagged."""
     import sqlite3

@@ -184,7 +184,7 @@ def _landed_anomalies(plan, table: str, partition_key: str, ts: TableSemantics, 
     for cs in cols:
         col = target.quote(cs.target)
         counts = _value_counts(target, _value_counts_sql(target, tname, col, where))
-        found = find_anomalies(counts["v"], enc, threshold=threshold, max_embed=max_embed)
+        found = find_anomalies(counts["v"], enc, threshold=threshold, max_embed=max_embed, counts=counts["n"])
         if not found:
             continue
         top = found[:20]
