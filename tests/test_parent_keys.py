@@ -61,6 +61,15 @@ def test_single_integer_keys_are_found_by_binary_search():
     values = pl.Series("fk", [10, 15, None, 40, 41, 2**40, -5, 30], dtype=pl.Int64)
     assert contains(held, values).to_list() == [True, False, None, True, False, False, False, True]
     assert contains(held.clear(), values).to_list() == [False, False, None, False, False, False, False, False]
+    # the bitmap path gives the same answers (also for a value beyond int64, from a UInt64 column)
+    from kora_assets.workers.parent_keys import Dense
+
+    dense = Dense.of(held)
+    assert dense is not None and dense.lo == 10 and len(dense.bits) == 31
+    assert contains(held, values, dense).to_list() == [True, False, None, True, False, False, False, True]
+    huge = pl.Series("fk", [2**64 - 1, 20, None], dtype=pl.UInt64)
+    assert contains(held, huge, dense).to_list() == [False, True, None]
+    assert Dense.of(pl.DataFrame({"id": [1, 10**9]})) is None  # too sparse: binary search instead
     unsorted = pl.DataFrame({"id": [40, 10]}, schema={"id": pl.Int32})
     assert contains(unsorted, values) is None  # not known to be sorted: the caller joins
     assert contains(pl.DataFrame({"id": ["a"]}), pl.Series(["a"])) is None  # text keys: the caller joins
