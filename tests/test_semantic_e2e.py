@@ -221,3 +221,26 @@ def test_library_applies_a_confirmed_rule_to_a_differently_named_column(tmp_path
     runtime.clear()
     ts = runtime.prime_table(plan2, "ledger", use_model=False)
     assert not any(r.name.startswith("library#") for r in ts.columns["account_total"].rules)
+
+
+def test_anomaly_values_of_a_large_table_come_from_a_repeatable_block_sample(pg_db, monkeypatch):
+    """Large table: a block sample (the same blocks for the value counts and for the sample keys,
+    so no full scan); a partition or a small table: its own rows, counted exactly."""
+    from checks.semantic import assetcheck
+
+    db = Database(pg_db, "target")
+    with db.engine.begin() as c:
+        c.exec_driver_sql("CREATE TABLE big AS SELECT g AS id, 'v' || mod(g, 50) AS name FROM generate_series(1, 20000) g")
+        c.exec_driver_sql("ANALYZE big")
+    monkeypatch.setattr(assetcheck, "VALUE_SAMPLE_ROWS", 2000)
+    rows_from, sampled = assetcheck._value_rows(db, '"public"."big"', None)
+    assert sampled and "TABLESAMPLE SYSTEM" in rows_from and "REPEATABLE" in rows_from
+    with db.engine.connect() as c:
+        first = c.exec_driver_sql(f"SELECT id FROM {rows_from} ORDER BY id").scalars().all()
+        again = c.exec_driver_sql(f"SELECT id FROM {rows_from} ORDER BY id").scalars().all()
+    assert first == again and 0 < len(first) < 20000  # the same rows each time, not the whole table
+    part_from, part_sampled = assetcheck._value_rows(db, '"public"."big"', "id <= 100")
+    assert not part_sampled
+    with db.engine.connect() as c:
+        assert c.exec_driver_sql(f"SELECT COUNT(*) FROM {part_from}").scalar() == 100
+    db.engine.dispose()

@@ -166,7 +166,7 @@ def _violations(queue: pl.DataFrame) -> list[Violation]:
 
 
 def _landed_anomalies(plan, table: str, partition_key: str, ts: TableSemantics, target: Database, threshold: float,
-                      max_embed: int) -> dict[str, list[Anomaly]]:
+                      max_embed: int, notes: list[str] | None = None) -> dict[str, list[Anomaly]]:
     from checks.semantic.encoder import get_encoder
 
     tp = plan.tables[table]
@@ -180,10 +180,11 @@ def _landed_anomalies(plan, table: str, partition_key: str, ts: TableSemantics, 
     where = predicate(tp, partition_key, tp.target_column(part), target.quote) if part else None
     tname = target.qualified(plan.target_name(table), plan.target.schema_)
     pk = [tp.target_column(k) for k in tp.primary_key]
+    rows_from, sampled = _value_rows(target, tname, where)
     out = {}
     for cs in cols:
         col = target.quote(cs.target)
-        counts = _value_counts(target, _value_counts_sql(target, tname, col, where))
+        counts = _value_counts(target, f"SELECT {col}, COUNT(*) FROM {rows_from} GROUP BY {col}")
         found = find_anomalies(counts["v"], enc, threshold=threshold, max_embed=max_embed, counts=counts["n"])
         if not found:
             continue
@@ -193,11 +194,14 @@ def _landed_anomalies(plan, table: str, partition_key: str, ts: TableSemantics, 
         keys_by_value: dict[str, list[str]] = {}
         if pk:  # one scan for the sample keys of all top anomalies, not one per anomaly
             sel = ", ".join(target.quote(k) for k in pk)
-            extra = f"{where} AND " if where else ""
+            # The rows the values came from: the whole range, or the same repeatable block sample
+            # (a full scan of TPC-H lineitem for 20 values cost more than scoring the column).
+            extra = f"{where} AND " if where and not sampled else ""
             params = {f"v{i}": a.value for i, a in enumerate(top)}
             marks = ", ".join(f":v{i}" for i in range(len(top)))
             with target.engine.connect() as c:
-                rows = c.execute(sa.text(f"SELECT TRIM({col}), {sel} FROM {tname} WHERE {extra}TRIM({col}) IN ({marks})"),
+                rows = c.execute(sa.text(f"SELECT TRIM({col}), {sel} FROM {rows_from if sampled else tname} "
+                                         f"WHERE {extra}TRIM({col}) IN ({marks})"),
                                  params).all()
             exact: dict[str, int] = {}
             for r in rows:
@@ -205,9 +209,13 @@ def _landed_anomalies(plan, table: str, partition_key: str, ts: TableSemantics, 
                 ks = keys_by_value.setdefault(r[0], [])
                 if len(ks) < SAMPLE_KEYS:
                     ks.append(json.dumps(dict(zip(pk, r[1:])), separators=(",", ":"), default=str))
-            counted.update(exact)  # the sample's counts are a sample's; these are the table's
+            if not sampled:
+                counted.update(exact)  # the LIMIT's counts were the first rows'; these are the range's
         out[cs.target] = [Anomaly(a.value, a.score, counted.get(a.value, a.rows), tuple(keys_by_value.get(a.value, ())))
                           for a in top]
+    if out and sampled and notes is not None:
+        notes.append(f"anomalies were scored on a repeatable block sample of ~{VALUE_SAMPLE_ROWS:,} rows of "
+                     f"{plan.target_name(table)}; their row counts and keys are the sample's")
     return out
 
 
@@ -228,8 +236,9 @@ def _value_counts(target: Database, sql: str) -> pl.DataFrame:
 VALUE_SAMPLE_ROWS = 200_000  # rows read per column for anomaly scoring: bounds time and memory
 
 
-def _value_counts_sql(target: Database, tname: str, col: str, where: str | None) -> str:
-    """Distinct values with their counts, from at most ~``VALUE_SAMPLE_ROWS`` rows.
+def _value_rows(target: Database, tname: str, where: str | None) -> tuple[str, bool]:
+    """The FROM clause of the rows whose values are scored: at most ~``VALUE_SAMPLE_ROWS`` of
+    them; True when it is a block sample of the table (counts are then the sample's).
 
     Scoring needs the column's shape, not every row: a whole-table ``GROUP BY`` over TPC-H
     lineitem's 4.5M distinct comments took 3 GiB in this process. A whole PostgreSQL table
@@ -244,10 +253,9 @@ def _value_counts_sql(target: Database, tname: str, col: str, where: str | None)
                 est = c.execute(sa.text(f"SELECT COUNT(*) FROM {tname}")).scalar()
         if est and est > VALUE_SAMPLE_ROWS:
             pct = max(0.01, 100.0 * VALUE_SAMPLE_ROWS / est)
-            return f"SELECT {col}, COUNT(*) FROM {tname} TABLESAMPLE SYSTEM ({pct:.4f}) REPEATABLE (7) GROUP BY {col}"
+            return f"{tname} TABLESAMPLE SYSTEM ({pct:.4f}) REPEATABLE (7)", True
     cond = f" WHERE {where}" if where else ""
-    return (f"SELECT {col}, COUNT(*) FROM (SELECT {col} FROM {tname}{cond} LIMIT {VALUE_SAMPLE_ROWS}) s "
-            f"GROUP BY {col}")
+    return f"(SELECT * FROM {tname}{cond} LIMIT {VALUE_SAMPLE_ROWS}) s", False
 
 
 def semantic_report(plan, table: str, partition_key: str, *, threshold: float = DEFAULT_THRESHOLD,
@@ -260,7 +268,8 @@ def semantic_report(plan, table: str, partition_key: str, *, threshold: float = 
     report = SemanticReport(table, partition_key, ts, _violations(queue), anomaly_threshold=threshold)
     try:
         if max_embed > 0:
-            report.anomalies = _landed_anomalies(plan, table, partition_key, ts, target, threshold, max_embed)
+            report.anomalies = _landed_anomalies(plan, table, partition_key, ts, target, threshold, max_embed,
+                                                 report.notes)
     except Exception as exc:
         report.notes.append(f"anomaly scoring failed: {exc}")
         log.warning("kora: semantic anomaly scoring of %s failed: %s", table, exc)
