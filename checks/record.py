@@ -44,12 +44,24 @@ def _quoted(e: pl.Expr) -> pl.Expr:
     return pl.concat_str([_lit("'"), e.str.slice(0, 80), _lit("'")], ignore_nulls=True)
 
 
-def column_checks(c: CompiledColumn, tp: TablePlan, settings: Settings) -> list[RecordCheck]:
-    """The checks of one column, in the order a steward would want them reported."""
+def _text_never_null(dtype: pl.DataType | None) -> bool:
+    """Does every non-null value of ``dtype`` survive a cast to text? (Bytes that are not UTF-8 do not.)"""
+    return dtype is not None and (dtype.is_numeric() or dtype.is_temporal() or dtype in (pl.String, pl.Boolean))
+
+
+def column_checks(c: CompiledColumn, tp: TablePlan, settings: Settings,
+                  source_dtype: pl.DataType | None = None) -> list[RecordCheck]:
+    """The checks of one column, in the order a steward would want them reported.
+
+    ``source_dtype``, the batch's dtype of the source column, when known: where every value
+    survives a cast to text, "the source held a value" is a null test on the column itself
+    instead of on the cast (TPC-H lineitem: the table's checks 137 ms -> 52 ms per 240k rows,
+    casting three date columns to text was most of it)."""
     out, t, raw = pl.col(c.o), pl.col(c.t), _raw_text(c)
+    present = pl.col(c.source).is_not_null() if _text_never_null(source_dtype) else raw.is_not_null()
     kt, rules = c.ktype, tp.columns[c.source].rules
     checks = [RecordCheck(
-        c.target, raw.is_not_null() & t.is_not_null() & out.is_null(),
+        c.target, present & t.is_not_null() & out.is_null(),
         classify_cast_failure(t.cast(pl.String, strict=False), kt),
         pl.concat_str([_quoted(t.cast(pl.String, strict=False)), _lit(f" is not a valid {kt} for column {c.target}")]),
         raw)]
@@ -58,7 +70,7 @@ def column_checks(c: CompiledColumn, tp: TablePlan, settings: Settings) -> list[
         checks.append(RecordCheck(c.target, ~rng, _lit("range.overflow"),
                                   _lit(f"value out of range for {kt} column {c.target}"), raw))
     if not c.nullable:
-        checks.append(RecordCheck(c.target, out.is_null() & ~(raw.is_not_null() & t.is_not_null()),
+        checks.append(RecordCheck(c.target, out.is_null() & ~(present & t.is_not_null()),
                                   _lit("constraint.not_null"),
                                   _lit(f"NULL in NOT NULL column {c.target}"), raw))
     if kt.is_text:
@@ -115,12 +127,23 @@ class RecordValidator:
     settings: Settings
 
     def __post_init__(self):
-        tp = self.transform.plan
         self.by_source = self.transform.by_source
-        self.checks = [ck for c in self.transform.columns for ck in column_checks(c, tp, self.settings)]
+        self.checks = self._compile({})
+        self._by_dtypes: dict[tuple, list[RecordCheck]] = {}
+
+    def checks_for(self, schema: pl.Schema) -> list[RecordCheck]:
+        """The checks compiled for a batch of this schema (once per schema seen)."""
+        dtypes = tuple(schema.get(c) for c in self.transform.source_columns)
+        if dtypes not in self._by_dtypes:
+            self._by_dtypes[dtypes] = self._compile(dict(zip(self.transform.source_columns, dtypes)))
+        return self._by_dtypes[dtypes]
+
+    def _compile(self, dtypes: dict[str, pl.DataType | None]) -> list[RecordCheck]:
+        tp = self.transform.plan
+        checks = [ck for c in self.transform.columns for ck in column_checks(c, tp, self.settings, dtypes.get(c.source))]
         pk = [self.by_source[k] for k in tp.primary_key]
         if pk:
-            self.checks.append(RecordCheck(
+            checks.append(RecordCheck(
                 ",".join(c.target for c in pk), ~pl.struct([pl.col(c.o) for c in pk]).is_first_distinct(),
                 _lit("constraint.unique"), _lit("duplicate primary key within the source partition"),
                 pl.struct([pl.col(c.source) for c in pk]).struct.json_encode()))
@@ -128,10 +151,11 @@ class RecordValidator:
             cols = [self.by_source[c] for c in fk.columns]
             raw = (_raw_text(cols[0]) if len(cols) == 1
                    else pl.struct([pl.col(c.source) for c in cols]).struct.json_encode())
-            self.checks.append(RecordCheck(
+            checks.append(RecordCheck(
                 ",".join(c.target for c in cols), ~pl.col(FK_OK.format(i)).fill_null(True), _lit("fk_orphan"),
                 pl.concat_str([_quoted(raw), _lit(f" has no parent row in {fk.references}"
                                                   f"({', '.join(fk.ref_columns)})")]), raw))
+        return checks
 
     @property
     def fixed_columns(self) -> list[CompiledColumn]:
@@ -165,8 +189,9 @@ class RecordValidator:
 
     def split(self, df: pl.DataFrame) -> Split:
         """Valid target rows, error rows (``ERROR_COLUMNS``) and audit rows of applied fixes."""
+        checks = self.checks_for(df.schema)
         first = pl.coalesce([pl.when(ck.fails.fill_null(False)).then(pl.lit(i, dtype=pl.Int32))
-                             for i, ck in enumerate(self.checks)]).alias("__err")
+                             for i, ck in enumerate(checks)]).alias("__err")
         df = df.with_columns(first)
         ok = df.filter(pl.col("__err").is_null())
         valid = self.transform.output_frame(ok)
@@ -174,7 +199,7 @@ class RecordValidator:
         bad = df.filter(pl.col("__err").is_not_null())
         if bad.height == 0:
             return Split(valid, pl.DataFrame(schema={c: pl.String for c in ERROR_COLUMNS}), audits)
-        pick = lambda f: pl.coalesce([pl.when(pl.col("__err") == i).then(f(ck)) for i, ck in enumerate(self.checks)])  # noqa: E731
+        pick = lambda f: pl.coalesce([pl.when(pl.col("__err") == i).then(f(ck)) for i, ck in enumerate(checks)])  # noqa: E731
         errors = bad.select(
             self._key_json().alias("primary_key"),
             pl.struct([_json_safe(pl.col(c), bad.schema[c]) for c in self.transform.source_columns])

@@ -196,3 +196,33 @@ tables:
       email: {type: varchar(80)}
 """
     return parse_plan(text, require_env=False)
+
+
+def test_checks_compiled_for_the_batch_schema_agree_with_the_untyped_ones():
+    """The schema-aware presence test (a null test on the column, no cast to text) must give the
+    same failures and classes as the cast-based one, for dates, floats, text and bytes (which
+    keep the cast-based test). A float too large for its decimal is queued, not a crash."""
+    tp = TablePlan.model_validate({"primary_key": ["id"], "columns": {
+        "id": {"type": "integer", "nullable": False},
+        "d": {"type": "date", "nullable": False},
+        "n": {"type": "numeric(6,2)"},
+        "s": {"type": "varchar(3)", "nullable": False},
+        "b": {"type": "text", "nullable": False}}})
+    frame = pl.DataFrame({
+        "id": [1, 2, 3, 4, 5],
+        "d": [dt.date(2020, 1, 1), None, dt.date(2020, 1, 3), dt.date(2020, 1, 4), dt.date(2020, 1, 5)],
+        "n": [1.5, 2.25, None, 123456.0, 3.0],
+        "s": ["ab", "cd", "toolong", "gh", "ef"],
+        "b": [b"ok", b"fine", b"yes", b"abc", None]})
+    tr = TableTransform(tp)
+    v = RecordValidator(tr, Settings())
+    df = tr.apply(frame.lazy()).collect()
+    typed = v.checks_for(df.schema)
+    assert typed is v.checks_for(df.schema)  # compiled once per schema
+    assert len(typed) == len(v.checks)
+    fails = lambda checks: df.select([ck.fails.fill_null(False).alias(str(i)) for i, ck in enumerate(checks)])  # noqa: E731
+    assert fails(typed).equals(fails(v.checks))
+    valid, errors, _ = v.split(df)
+    assert valid["id"].to_list() == [1]
+    assert errors.select("column_name", "error_class").rows() == [
+        ("d", "constraint.not_null"), ("s", "length.too_long"), ("n", "range.overflow"), ("b", "constraint.not_null")]

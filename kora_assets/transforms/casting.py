@@ -40,6 +40,11 @@ def cast_expr(e: pl.Expr, kt: KoraType, dtype: pl.DataType) -> pl.Expr:
         return e.dt.date()
     if kt.name == "timestamptz" and isinstance(dtype, pl.Datetime) and dtype.time_zone is None:
         return e.dt.replace_time_zone("UTC")
+    if isinstance(target, pl.Decimal) and dtype.is_float():
+        # polars raises on a float too large for the decimal even when not strict: NULL it first
+        # (the row is then queued as range.overflow), and NaN/inf with it
+        limit = 10.0 ** (target.precision - target.scale) - 0.5 * 10.0 ** -target.scale
+        return pl.when(e.is_finite() & (e.abs() < limit)).then(e).otherwise(None).cast(target, strict=False)
     return e.cast(target, strict=False)
 
 
