@@ -115,6 +115,9 @@ def smollm2_path() -> str | None:
 
 @functools.cache
 def _load_transformers(path: str, gguf_file: str | None):
+    from checks.semantic.encoder import prepare_torch
+
+    prepare_torch()
     try:
         import torch
         from transformers import AutoModelForCausalLM, AutoTokenizer
