@@ -24,16 +24,22 @@ class RayResource(dg.ConfigurableResource):
         if ray.is_initialized():
             return
         address = self.address or os.environ.get("KORA_RAY_ADDRESS")
-        from kora_assets.memory import worker_malloc_env
+        from kora_assets.memory import worker_malloc_env, worker_thread_env
 
         runtime_env = {"env_vars": {k: v for k, v in os.environ.items() if k.startswith("KORA_")}}
         if address:  # its processes are running: the workers get the heap settings with their job
-            runtime_env["env_vars"] = {**worker_malloc_env(), **runtime_env["env_vars"]}
+            runtime_env["env_vars"] = {**worker_malloc_env(), **worker_thread_env(), **runtime_env["env_vars"]}
             ray.init(address=address, runtime_env=runtime_env, log_to_driver=False)
             return
         # A local Ray's processes inherit this environment. (As job env_vars instead, they made Ray
         # start fresh workers rather than use the ones it pre-starts: the first actor ~1 s later.)
         os.environ.update(worker_malloc_env())
         os.environ.setdefault("RAY_AUTH_MODE", "disabled")
-        ray.init(num_cpus=self.num_cpus, include_dashboard=False, log_to_driver=False,
-                 configure_logging=False, runtime_env=runtime_env, _node_ip_address="127.0.0.1")
+        threads = worker_thread_env()  # for Ray's processes only: this one keeps its own polars pool
+        os.environ.update(threads)
+        try:
+            ray.init(num_cpus=self.num_cpus, include_dashboard=False, log_to_driver=False,
+                     configure_logging=False, runtime_env=runtime_env, _node_ip_address="127.0.0.1")
+        finally:
+            for k in threads:
+                os.environ.pop(k, None)
