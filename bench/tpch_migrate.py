@@ -14,7 +14,8 @@ database into a fresh, empty PostgreSQL database per contender, all reaching the
 
 Every contender's row counts are checked against the source before anything is printed. The
 result is rows/s per contender and the ratios kora/pgloader and kora/raw (rows/s over rows/s,
-measured in the same run, so machine noise mostly cancels), plus kora's peak RSS. The issue's
+measured in the same run, so machine noise mostly cancels), plus kora's peak RSS and the busy
+CPU seconds of the whole machine while each contender ran (databases included). The issue's
 targets: kora/pgloader >= 2, kora/raw >= 0.7, peak RSS < 1 GiB and independent of table size.
 
     .venv/bin/python bench/tpch_migrate.py                      # SF 0.1 (~866k rows), a few minutes
@@ -625,10 +626,11 @@ def run_kora(srv: Servers, kora: str, workers: int | None, logfile: Path, timeou
     plan = OUT / "tpch_plan.yaml"
     env = {k: v for k, v in os.environ.items() if k not in ("RAY_ADDRESS", "KORA_RAY_ADDRESS", "DAGSTER_HOME")}
     env.setdefault("RAY_AUTH_MODE", "disabled")
-    t0 = time.perf_counter()
+    t0, busy0 = time.perf_counter(), machine_busy_s()
     init = subprocess.run([kora, "init", "--source", srv.my_url(), "--target", srv.pg_url(db),
                            "-o", str(plan), "--force"], capture_output=True, text=True, env=env, cwd=ROOT)
     init_s = time.perf_counter() - t0
+    init_cpu = (machine_busy_s() or 0.0) - (busy0 or 0.0)
     if init.returncode:
         return {"ok": False, "error": f"kora init exit {init.returncode}: {(init.stderr or init.stdout).strip()}"}
     cmd = [kora, "migrate", str(plan), "--no-recover"] + (["--workers", str(workers)] if workers else [])
@@ -646,7 +648,7 @@ def run_kora(srv: Servers, kora: str, workers: int | None, logfile: Path, timeou
                                "worker_rss_mib": int(m[9].replace(",", "")) if m[9] else None})
     m = re.search(r"^migration (?:complete|INCOMPLETE) in ([\d.]+)s", text, re.M)
     res = {"ok": rc == 0, "seconds": secs, "exit_code": rc, "init_output": init.stdout.strip(),
-           "init_seconds_not_timed": round(init_s, 2),
+           "init_seconds_not_timed": round(init_s, 2), "init_machine_cpu_s": init_cpu,
            "kora_reported_seconds": float(m[1]) if m else None,
            "per_table": per_table, "partitions": partitions, **_mib(rss)}
     if prof:
@@ -692,6 +694,19 @@ def _label(cmd: str) -> str:
     return words[0].rsplit("/", 1)[-1]
 
 
+def machine_busy_s() -> float | None:
+    """CPU seconds this machine has been busy (all processes, all cores: /proc/stat), or None.
+
+    A contender's wall time moves with whatever else a shared host runs; the work it makes
+    the machine do (its own processes, both database servers, the pipe's clients) moves less."""
+    try:
+        with open("/proc/stat") as f:
+            ticks = [int(x) for x in f.readline().split()[1:]]
+    except (OSError, ValueError):
+        return None
+    return (sum(ticks) - ticks[3] - ticks[4]) / os.sysconf("SC_CLK_TCK")  # less idle and iowait
+
+
 def report(r: dict) -> None:
     total = r["source_rows_total"]
     print()
@@ -727,6 +742,11 @@ def report(r: dict) -> None:
             print(f"  {label:<16} n/a ({r['ratios'].get(key + '_why', 'a contender did not complete')})")
         else:
             print(f"  {label:<16} {v:6.3f}  (rows/s ratio; target >= {target}: {'met' if v >= target else 'NOT met'})")
+    cpu = {n: r["contenders"].get(n, {}).get("machine_cpu_s") for n in CONTENDERS}
+    if cpu.get("kora") and (cpu.get("raw") or cpu.get("pgloader")):
+        parts = ", ".join(f"{n} {v:,.0f}" for n, v in cpu.items() if v)
+        ratios = ", ".join(f"kora / {n} {cpu['kora'] / cpu[n]:.2f}" for n in ("raw", "pgloader") if cpu.get(n))
+        print(f"  machine CPU-s  {parts} (busy CPU seconds of the whole machine, databases included; {ratios})")
     pg = r["contenders"].get("pgloader", {})
     meta = pg.get("phases", {}).get("fetch meta data", 0)
     if pg.get("ok") and meta > max(10.0, 0.1 * pg["seconds"]):
@@ -864,6 +884,7 @@ def main(argv: list[str] | None = None) -> int:
             continue
         log(f"{name}: migrating into {TARGET_DBS[name]} (log: {logs[name]})")
         la = os.getloadavg()[0]
+        busy0 = machine_busy_s()
         try:
             if name == "raw":
                 res = run_raw(srv, tools["mariadb"], tools["psql"], logs[name])
@@ -875,6 +896,9 @@ def main(argv: list[str] | None = None) -> int:
         except Exception as exc:
             res = {"ok": False, "error": str(exc)}
         res["loadavg_1m_before"] = round(la, 2)
+        busy1 = machine_busy_s()
+        if busy0 is not None and busy1 is not None:  # kora init is not timed, so not counted either
+            res["machine_cpu_s"] = round(busy1 - busy0 - res.get("init_machine_cpu_s", 0.0), 1)
         res["log"] = str(logs[name])
         try:
             counts = target_counts(srv, TARGET_DBS[name])
