@@ -4,12 +4,11 @@ Looking each chunk's foreign keys up in the target (``= ANY(...)`` over tens of 
 keys, three FKs per lineitem chunk) was 40% of a worker's time on TPC-H. Parents land before
 their children (FK order), so a worker reads a parent's key columns once, as Arrow, and every
 later chunk is flagged by a lookup in a dense bitmap (one integer key whose values are not too
-sparse; ~1 ms per 100k values and FK), a binary search (other single integer keys, held sorted;
-8-11 ms) or a polars join. The
-copy is tied to a signature of what has landed in the parent (its ledger rows and the rows
-recovery fixed): when either changes, it is read again. Parents larger than ``MAX_ROWS`` keep
-the per-chunk lookup, and a worker holds only the parents of the table it is loading, so its
-memory stays bounded whatever the parents' sizes.
+sparse; ~1 ms per 100k values and FK), a binary search (other single integer keys, held
+sorted; 8-11 ms) or a polars join. The copy is tied to a signature of what has landed in the
+parent (its ledger rows and the rows recovery fixed): when either changes, it is read again.
+Parents larger than ``MAX_ROWS`` keep the per-chunk lookup, and a worker holds only the
+parents of the table it is loading, so its memory stays bounded whatever the parents' sizes.
 """
 from __future__ import annotations
 
