@@ -200,20 +200,19 @@ tables:
 
 def test_checks_compiled_for_the_batch_schema_agree_with_the_untyped_ones():
     """The schema-aware presence test (a null test on the column, no cast to text) must give the
-    same failures and classes as the cast-based one, for dates, floats, text and bytes (which
-    keep the cast-based test). A float too large for its decimal is queued, not a crash."""
+    same failures and classes as the cast-based one, for dates, floats and text (bytes get an
+    encoding check of their own: see the next test). A float too large for its decimal is
+    queued, not a crash."""
     tp = TablePlan.model_validate({"primary_key": ["id"], "columns": {
         "id": {"type": "integer", "nullable": False},
         "d": {"type": "date", "nullable": False},
         "n": {"type": "numeric(6,2)"},
-        "s": {"type": "varchar(3)", "nullable": False},
-        "b": {"type": "text", "nullable": False}}})
+        "s": {"type": "varchar(3)", "nullable": False}}})
     frame = pl.DataFrame({
         "id": [1, 2, 3, 4, 5],
         "d": [dt.date(2020, 1, 1), None, dt.date(2020, 1, 3), dt.date(2020, 1, 4), dt.date(2020, 1, 5)],
         "n": [1.5, 2.25, None, 123456.0, 3.0],
-        "s": ["ab", "cd", "toolong", "gh", "ef"],
-        "b": [b"ok", b"fine", b"yes", b"abc", None]})
+        "s": ["ab", "cd", "toolong", "gh", None]})
     tr = TableTransform(tp)
     v = RecordValidator(tr, Settings())
     df = tr.apply(frame.lazy()).collect()
@@ -225,4 +224,20 @@ def test_checks_compiled_for_the_batch_schema_agree_with_the_untyped_ones():
     valid, errors, _ = v.split(df)
     assert valid["id"].to_list() == [1]
     assert errors.select("column_name", "error_class").rows() == [
-        ("d", "constraint.not_null"), ("s", "length.too_long"), ("n", "range.overflow"), ("b", "constraint.not_null")]
+        ("d", "constraint.not_null"), ("s", "length.too_long"), ("n", "range.overflow"), ("s", "constraint.not_null")]
+
+
+def test_bytes_that_are_not_utf8_are_queued_for_a_text_column_and_land_in_a_bytes_column():
+    """A text column fed bytes that are not UTF-8 queues that row with the bytes in hex (polars
+    raised on them, failing the whole partition); a bytes column takes any bytes."""
+    tp = TablePlan.model_validate({"primary_key": ["id"], "columns": {
+        "id": {"type": "integer", "nullable": False},
+        "t": {"type": "text"},
+        "raw": {"type": "bytes"}}})
+    frame = pl.DataFrame({"id": [1, 2, 3], "t": [b"ok", b"\xff\xfe", None], "raw": [b"\x00\xff", b"ok", b"\xc3"]})
+    tr = TableTransform(tp)
+    valid, errors, _ = RecordValidator(tr, Settings()).split(tr.apply(frame.lazy()).collect())
+    assert valid.rows() == [(1, "ok", b"\x00\xff"), (3, None, b"\xc3")]
+    assert errors.select("primary_key", "column_name", "error_class", "reason", "value").rows() == [
+        ('{"id":2}', "t", "encoding.invalid_utf8", "bytes 0xfffe are not valid UTF-8 text for column t", "fffe")]
+    assert errors["row"].to_list() == ['{"id":2,"t":"fffe","raw":"6f6b"}']

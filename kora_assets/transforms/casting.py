@@ -19,6 +19,24 @@ FALSE_WORDS = ["0", "f", "false", "n", "no", "off"]
 ZERO_DATE = r"^\s*0{4}-0{2}-0{2}"
 
 
+def utf8_or_null(e: pl.Expr) -> pl.Expr:
+    """Bytes as text, NULL where they are not UTF-8: polars raises on such bytes even when a
+    cast is not strict, and one bad value would fail its whole partition."""
+    return e.map_batches(_decode_batch, return_dtype=pl.String)
+
+
+def _decode_batch(s: pl.Series) -> pl.Series:
+    try:
+        return s.cast(pl.String)
+    except pl.exceptions.PolarsError:  # rare: decode value by value
+        def decode(b: bytes | None) -> str | None:
+            try:
+                return None if b is None else b.decode("utf-8")
+            except UnicodeDecodeError:
+                return None
+        return pl.Series(s.name, [decode(b) for b in s.to_list()], dtype=pl.String)
+
+
 def cast_expr(e: pl.Expr, kt: KoraType, dtype: pl.DataType) -> pl.Expr:
     """``e`` (currently of ``dtype``) converted to ``kt``'s polars dtype, NULL where it can't be."""
     target = kt.polars_dtype()
@@ -33,9 +51,7 @@ def cast_expr(e: pl.Expr, kt: KoraType, dtype: pl.DataType) -> pl.Expr:
     if kt.name == "boolean" and dtype.is_numeric():
         return e != 0
     if kt.is_text:
-        if dtype == pl.Binary:
-            return e.cast(pl.String, strict=False)
-        return e.cast(pl.String)
+        return utf8_or_null(e) if dtype == pl.Binary else e.cast(pl.String)
     if kt.name == "date" and isinstance(dtype, pl.Datetime):
         return e.dt.date()
     if kt.name == "timestamptz" and isinstance(dtype, pl.Datetime) and dtype.time_zone is None:
