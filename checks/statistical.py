@@ -107,6 +107,7 @@ from scipy import stats as sps
 from checks.outcome import (CheckOutcome, finding, findings_markdown, is_mysql, mysql_schema, outcome_from,
                             source_schema, table_ref, target_schema, to_markdown_table)
 from kora_assets.plan.types import KoraType
+from kora_assets.transforms.casting import cast_expr
 from kora_assets.transforms.operators import apply_chain
 
 DEFAULTS: dict[str, Any] = {
@@ -527,6 +528,8 @@ def _coerce(s: pl.Series, c: _Col) -> pl.Series:
         else:
             parsed = s.str.to_datetime(time_unit="us", strict=False)
             s = parsed.dt.date() if c.ktype.name == "date" else parsed
+    if isinstance(dtype, pl.Decimal):  # rounded as the workers round (half away from zero)
+        s = s.to_frame("v").select(cast_expr(pl.col("v"), c.ktype, s.dtype)).to_series().alias(s.name)
     out = s.cast(dtype, strict=False)
     return out.str.strip_chars_end(" ") if c.ktype.name == "char" else out
 

@@ -63,3 +63,20 @@ def test_types_whose_wire_format_differs_keep_text_copy(kind):
     """jsonb, uuid and an unconstrained numeric (a float in the batch) cannot go as binary."""
     assert binary_schema([("id", parse_type("integer")), ("x", parse_type(kind))]) is None
     assert binary_schema([("id", parse_type("integer")), ("x", parse_type("numeric(10,2)"))]) is not None
+
+
+@pytest.mark.parametrize("ktype", ["numeric(5,2)", "numeric(12,4)"])
+def test_values_round_into_numeric_as_postgresql_rounds_them(pg_db, ktype):
+    """PostgreSQL rounds half away from zero into numeric(p,s); polars' cast rounds half to even.
+    The workers must land what PostgreSQL's own cast would store, from text and from decimals."""
+    from kora_assets.transforms.casting import cast_expr
+
+    kt = parse_type(ktype)
+    texts = ["2.665", "1.005", "-2.675", "0.125", "-0.005", "12.34565", "7", " 3.14159 ", "999.994", "0.00005"]
+    with psycopg.connect(Database(pg_db, "target").psycopg_conninfo(), autocommit=True) as con:
+        expected = [con.execute(f"SELECT %s::numeric::{ktype}", (t.strip(),)).fetchone()[0] for t in texts]
+    got_text = pl.DataFrame({"v": texts}).select(cast_expr(pl.col("v"), kt, pl.String)).to_series().to_list()
+    decimals = pl.Series("v", [decimal.Decimal(t.strip()) for t in texts], dtype=pl.Decimal(38, 10))
+    got_decimal = decimals.to_frame().select(cast_expr(pl.col("v"), kt, decimals.dtype)).to_series().to_list()
+    assert got_text == expected
+    assert got_decimal == expected

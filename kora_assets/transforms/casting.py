@@ -60,8 +60,25 @@ def cast_expr(e: pl.Expr, kt: KoraType, dtype: pl.DataType) -> pl.Expr:
         # polars raises on a float too large for the decimal even when not strict: NULL it first
         # (the row is then queued as range.overflow), and NaN/inf with it
         limit = 10.0 ** (target.precision - target.scale) - 0.5 * 10.0 ** -target.scale
-        return pl.when(e.is_finite() & (e.abs() < limit)).then(e).otherwise(None).cast(target, strict=False)
+        fits = pl.when(e.is_finite() & (e.abs() < limit)).then(e).otherwise(None)
+        return _half_away(fits, target).cast(target, strict=False)
+    if isinstance(target, pl.Decimal) and isinstance(dtype, pl.Decimal) and (dtype.scale or 0) > target.scale:
+        return _half_away(e, target).cast(target, strict=False)
     return e.cast(target, strict=False)
+
+
+def _half_away(e: pl.Expr, target: pl.Decimal) -> pl.Expr:
+    """Rounded to the target's scale half away from zero, as PostgreSQL rounds into numeric(p,s):
+    polars' cast rounds half to even (2.665 -> 2.66 where PostgreSQL stores 2.67)."""
+    return e.round(target.scale, mode="half_away_from_zero")
+
+
+def _text_to_decimal(s: pl.Expr, target: pl.Decimal) -> pl.Expr:
+    """Text parsed with spare fraction digits, then rounded like PostgreSQL (``_half_away``)."""
+    spare = min(target.scale + 10, 38 - (target.precision - target.scale))
+    if spare <= target.scale:  # no room for more digits (e.g. numeric(38,0)): the cast rounds
+        return s.cast(target, strict=False)
+    return _half_away(s.cast(pl.Decimal(38, spare), strict=False), target).cast(target, strict=False)
 
 
 def _from_text(s: pl.Expr, kt: KoraType, target: pl.DataType) -> pl.Expr:
@@ -74,7 +91,7 @@ def _from_text(s: pl.Expr, kt: KoraType, target: pl.DataType) -> pl.Expr:
         integral = pl.when(as_float == as_float.round(0)).then(as_float).otherwise(None)
         return pl.coalesce([as_int, integral.cast(pl.Int64, strict=False)])
     if kt.name == "numeric" and kt.precision:
-        return s.cast(target, strict=False)
+        return _text_to_decimal(s, target)
     if kt.name in ("numeric", "real", "double"):
         return s.cast(target, strict=False)
     if kt.name == "boolean":
