@@ -39,6 +39,8 @@ def test_parent_keys_follow_the_ledger_and_recovery(pg_db):
                              error_class, reason, status) VALUES ('parent', 'all', '{"id": 4}', '{}', 'parse.number',
                              'x', 'fixed')""")
     assert _keys(cache, db) == [1, 2, 3, 4]
+    dense = cache.dense(db, '"public"."parent"', ["id"])  # the bitmap follows the re-read keys
+    assert dense is not None and dense.lo == 1 and dense.bits.tolist() == [True] * 4
 
 
 def test_parent_keys_hold_only_the_current_tables_parents_and_not_huge_ones(pg_db):

@@ -196,7 +196,7 @@ def _landed_anomalies(plan, table: str, partition_key: str, ts: TableSemantics, 
             sel = ", ".join(target.quote(k) for k in pk)
             # The rows the values came from: the whole range, or the same repeatable block sample
             # (a full scan of TPC-H lineitem for 20 values cost more than scoring the column).
-            extra = f"{where} AND " if where and not sampled else ""
+            extra = f"{where} AND " if where else ""  # a block sample is of the whole table: no where
             params = {f"v{i}": a.value for i, a in enumerate(top)}
             marks = ", ".join(f":v{i}" for i in range(len(top)))
             with target.engine.connect() as c:

@@ -27,13 +27,12 @@ DENSE_MAX = 64_000_000  # ... and at most this many bytes
 
 @dataclass
 class ParentKeyCache:
-    """One per worker process: (target, parent, columns) -> (signature, key frame), holding
-    only the parents of the table being loaded (see ``retain``)."""
+    """One per worker process: (target, parent, columns) -> (signature, key frame, its bitmap),
+    holding only the parents of the table being loaded (see ``retain``)."""
 
     max_rows: int = MAX_ROWS
-    _frames: dict[tuple, tuple[tuple, pl.DataFrame]] = field(default_factory=dict)
+    _frames: dict[tuple, tuple[tuple, pl.DataFrame, Dense | None]] = field(default_factory=dict)
     _checked: dict[tuple, pl.DataFrame | None] = field(default_factory=dict)  # this partition's answers
-    _dense: dict[int, tuple[pl.DataFrame, Dense | None]] = field(default_factory=dict)  # id(frame) -> bitmap
 
     def retain(self, target: Database, tables: set[str]) -> None:
         """At a partition's start: drop every parent but these (a worker holds one table's
@@ -42,14 +41,6 @@ class ParentKeyCache:
         for key in [k for k in self._frames if k[0] != url or k[1] not in tables]:
             del self._frames[key]
         self._checked.clear()
-        held = {id(f) for _, f in self._frames.values()}
-        self._dense = {i: d for i, d in self._dense.items() if i in held}
-
-    def dense(self, frame: pl.DataFrame) -> Dense | None:
-        """The bitmap of a held single integer key (built once per frame), or None if too sparse."""
-        if id(frame) not in self._dense:
-            self._dense[id(frame)] = (frame, Dense.of(frame))  # the frame kept: its id stays its own
-        return self._dense[id(frame)][1]
 
     def keys(self, target: Database, plan_parent: str, table: str, columns: list[str]) -> pl.DataFrame | None:
         """All key tuples of the parent as the partition found it, or None where a full copy is not worth it."""
@@ -60,13 +51,19 @@ class ParentKeyCache:
             self._checked[key] = self._current(target, plan_parent, key)
         return self._checked[key]
 
+    def dense(self, target: Database, table: str, columns: list[str]) -> Dense | None:
+        """The bitmap of the keys ``keys`` holds for these columns; None if too sparse or not held."""
+        held = self._frames.get((str(target.url), table, tuple(columns)))
+        return held[2] if held else None
+
     def _current(self, target: Database, plan_parent: str, key: tuple) -> pl.DataFrame | None:
         sig = _signature(target, plan_parent)
         if sig[1] + sig[3] > self.max_rows:
             return None
         cached = self._frames.get(key)
         if cached is None or cached[0] != sig:
-            cached = self._frames[key] = (sig, _read_keys(target, key[1], list(key[2])))
+            frame = _read_keys(target, key[1], list(key[2]))
+            cached = self._frames[key] = (sig, frame, Dense.of(frame))
         return cached[1]
 
 

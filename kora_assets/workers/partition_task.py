@@ -122,9 +122,9 @@ class TableRunner:
             ref_cols = [parent.target_column(c) for c in fk.ref_columns]
             ptable = target.qualified(plan.target_name(fk.references), plan.target.schema_)
             held = None if fk.references == self.table else self.parent_keys.keys(target, fk.references, ptable, ref_cols)
-            found = (held_contains(held, df.get_column(outs[0]), self.parent_keys.dense(held))
+            found = (held_contains(held, df.get_column(outs[0]), self.parent_keys.dense(target, ptable, ref_cols))
                      if held is not None and len(outs) == 1 else None)
-            if found is not None:  # one sorted integer key: a binary search per row, no join
+            if found is not None:  # one integer key: a bitmap lookup or binary search per row, no join
                 df = df.with_columns(found.fill_null(True).alias(flag))
                 continue
             keys = df.select(outs).drop_nulls().unique()
