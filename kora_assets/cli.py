@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import logging
+import os
 import sys
 import time
 from pathlib import Path
@@ -142,7 +143,22 @@ def migrate(plan_path, tables, workers, recover, verbose):
     # after recovery the queue has changed: count live; else the completeness check just counted
     status = migration_status(plan, wanted) if recover else summary_counts(plan, outcome, wanted)
     _print_summary(outcome, status, time.perf_counter() - t0)
-    sys.exit(0 if outcome.ok else EXIT_FAILED)
+    _exit_now(0 if outcome.ok else EXIT_FAILED)
+
+
+def _exit_now(code: int) -> None:
+    """Leave without the teardown: everything has committed and been printed.
+
+    A normal exit stops Ray's processes one by one and then unloads torch, Ray and Dagster
+    (~5 s, 5% of a TPC-H SF1 migration); the processes go at once and the rest with the process.
+    """
+    from resources.ray_cluster import stop_local_ray_now
+
+    sys.stdout.flush()
+    sys.stderr.flush()
+    logging.shutdown()
+    stop_local_ray_now()
+    os._exit(code)
 
 
 def _run_recovery(plan, tables) -> None:

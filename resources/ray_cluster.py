@@ -43,3 +43,24 @@ class RayResource(dg.ConfigurableResource):
         finally:
             for k in threads:
                 os.environ.pop(k, None)
+
+
+def stop_local_ray_now() -> None:
+    """End the local Ray this process started, at once (SIGKILL to every process under this one).
+
+    For the end of ``kora migrate``, when every actor is idle and every write has committed.
+    ``ray.shutdown()`` asks each of Ray's processes to stop and waits for it (~2 s); the
+    agents and workers the raylet started would outlive a kill of the raylet alone, so the
+    whole tree of this process goes. A cluster given by address has no process here to stop.
+    """
+    import psutil
+
+    try:
+        children = psutil.Process().children(recursive=True)
+    except psutil.Error:
+        return
+    for p in children:  # not waited for: a SIGKILL cannot be refused (waiting cost ~2 s of zombies)
+        try:
+            p.kill()
+        except psutil.Error:
+            pass

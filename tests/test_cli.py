@@ -71,14 +71,34 @@ def test_unreachable_database(tmp_path):
 
 
 @pytest.mark.usefixtures("redis_url")
+def _live_processes_marked(mark: str) -> list[str]:
+    """Processes (not zombies) whose environment carries ``mark``, i.e. started under a kora run."""
+    import time
+
+    import psutil
+
+    for _ in range(20):  # a SIGKILLed process may take a moment to become a zombie
+        found = []
+        for p in psutil.process_iter(["environ", "status", "cmdline"]):
+            env = p.info["environ"] or {}
+            if env.get("KORA_TEST_PROCESS_MARK") == mark and p.info["status"] != psutil.STATUS_ZOMBIE:
+                found.append(" ".join(p.info["cmdline"] or [])[:80])
+        if not found:
+            break
+        time.sleep(0.1)
+    return found
+
+
 def test_migrate_and_status_json(tmp_path, pg_db):
     src = f"sqlite:///{tmp_path / 'legacy.db'}"
     shop.build_source(src)
     p = tmp_path / "plan.yaml"
     p.write_text(shop.plan_yaml(src, pg_db))
-    r = kora("migrate", str(p), "--no-recover", env={"DAGSTER_HOME": ""})
+    mark = f"mark-{os.getpid()}-{tmp_path.name}"
+    r = kora("migrate", str(p), "--no-recover", env={"DAGSTER_HOME": "", "KORA_TEST_PROCESS_MARK": mark})
     assert r.returncode == 0, r.stdout + r.stderr
     assert "migration complete" in r.stdout
+    assert _live_processes_marked(mark) == []  # the local Ray it started went with it (a fast exit)
     # the summary's counts are the completeness check's, and agree with a live `kora status`
     assert re.search(r"^customers\s+ok\s+40\s+32\s+8\s", r.stdout, re.M), r.stdout
     assert (tmp_path / ".kora" / "dagster").is_dir()  # runs are kept for `dagster dev`
