@@ -65,7 +65,9 @@ def _safe(name: str, fn, table: str = "") -> CheckOutcome:
 
 
 def evaluate_table_checks(context, plan: Plan, table: str, partition_keys: list[str],
-                          complete: bool, constraints_added: list[str] = ()) -> Iterator[dg.AssetCheckResult]:
+                          complete: bool, constraints_added: list[str] = (),
+                          statistics: dg.AssetCheckResult | None = None) -> Iterator[dg.AssetCheckResult]:
+    """Structure and references (once complete), then statistics (``statistics``: already judged)."""
     source, target = Database(plan.source.url, "source"), Database(plan.target.url, "target")
     se, te = source.engine, target.engine
     tp = plan.tables[table]
@@ -82,6 +84,15 @@ def evaluate_table_checks(context, plan: Plan, table: str, partition_keys: list[
         else:
             yield dg.AssetCheckResult(check_name=name, passed=True, description=pending,
                                       metadata={"status": dg.MetadataValue.text("deferred")})
+    yield statistics or statistical_result(plan, table, partition_keys)
+
+
+def statistical_result(plan: Plan, table: str, partition_keys: list[str]) -> dg.AssetCheckResult:
+    """Source after the plan's transforms against the target: one partition, or the whole table
+    when a run lands many; reads rows only, so it may run while the indexes build."""
+    source, target = Database(plan.source.url, "source"), Database(plan.target.url, "target")
+    se, te = source.engine, target.engine
+    tp = plan.tables[table]
     col = tp.partitioning.column
     one = partition_keys[0] if len(partition_keys) == 1 and col else None
     src_where = predicate(tp, one, col, source.quote) if one else None
@@ -94,7 +105,7 @@ def evaluate_table_checks(context, plan: Plan, table: str, partition_keys: list[
         where = " AND ".join(f"({w})" for w in (src_where, skip) if w) or None
         o = _safe(STATISTICAL, lambda: check_statistics(plan, table, se, te, where_source=where, where_target=tgt_where,
                                                         thresholds=plan_thresholds(plan, table)), table)
-    yield dg.AssetCheckResult(**to_result(STATISTICAL, o))
+    return dg.AssetCheckResult(**to_result(STATISTICAL, o))
 
 
 MAX_EXCLUDED = 20_000

@@ -11,15 +11,15 @@ completeness verdict.
 import threading
 import time
 import warnings
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import Future, ThreadPoolExecutor
 
 import dagster as dg
 
 from checks.completeness import Conservation, check_partition
-from checks.table_checks import evaluate_table_checks, table_check_specs
+from checks.table_checks import evaluate_table_checks, statistical_result, table_check_specs
 from kora_assets.dbio.connections import Database
 from kora_assets.bookkeeping.ledger import ledger_partitions
-from kora_assets.dbio.ddl import ensure_target_schema, finalize_table
+from kora_assets.dbio.ddl import ensure_target_schema, finalize_indexes_and_fks, finalize_keys
 from kora_assets.errors import explain
 from kora_assets.naming import asset_key
 from kora_assets.partitions import partitions_def
@@ -74,13 +74,24 @@ def _define_table_asset(plan: Plan, table: str, key: dg.AssetKey, pdef, deps, ch
                      target_db: DatabaseResource, ray_cluster: RayResource, redis: RedisResource):
         bound = bind_plan(plan, source_db, target_db)
         results = run_partitions(context, bound, table, list(context.partition_keys), ray_cluster, redis)
-        _scan_semantics_meanwhile(context, bound, table, key)
-        with phase(table, "constraints and indexes", context):
-            complete, added = finalize_if_loaded(context, bound, table)
+        _scan_semantics_meanwhile(context, bound, table, key, sum(r.landed for r in results))
+        with phase(table, "keys", context):
+            complete, added = finalize_keys_if_loaded(context, bound, table)
+        # The indexes and FKs build while the checks that only read rows run: the databases
+        # and this process take turns less (TPC-H lineitem: ~12 s of builds, ~9 s of checks).
+        building = _build_indexes_meanwhile(bound, table) if complete else None
+        try:
+            verdicts = _completeness_verdicts(context, bound, table, results)
+            statistics = statistical_result(bound, table, list(context.partition_keys))
+        finally:
+            if building is not None:
+                with phase(table, "indexes and foreign keys, after the checks that read rows", context):
+                    added += _built(context, table, building)
         yield dg.MaterializeResult(metadata={**_materialization_metadata(results),
                                              "constraints_added": dg.MetadataValue.text(", ".join(added) or "none")})
-        yield from _completeness_results(context, bound, table, results)
-        yield from evaluate_table_checks(context, bound, table, list(context.partition_keys), complete, added)
+        yield from _completeness_results(context, bound, table, verdicts)
+        yield from evaluate_table_checks(context, bound, table, list(context.partition_keys), complete, added,
+                                         statistics)
 
     return _table_asset
 
@@ -136,7 +147,7 @@ def _load_encoder_meanwhile() -> None:
         threading.Thread(target=get_encoder, name="kora-encoder-load", daemon=True).start()
 
 
-def _scan_semantics_meanwhile(context, plan: Plan, table: str, key: dg.AssetKey) -> None:
+def _scan_semantics_meanwhile(context, plan: Plan, table: str, key: dg.AssetKey, landed_rows: int) -> None:
     """Rows landed: start the semantic check's anomaly scan (CPU, this process) while the
     databases build indexes and run the checks of this step (``checks.semantic.prefetch``)."""
     from checks.semantic import prefetch
@@ -146,7 +157,7 @@ def _scan_semantics_meanwhile(context, plan: Plan, table: str, key: dg.AssetKey)
 
     selected = context.run.asset_check_selection
     if available() and (selected is None or dg.AssetCheckKey(key, CHECK_NAME) in selected):
-        prefetch.start(plan, table, list(context.partition_keys), context.run_id, DEFAULT_THRESHOLD)
+        prefetch.start(plan, table, list(context.partition_keys), context.run_id, DEFAULT_THRESHOLD, landed_rows)
 
 
 def _prime_semantics(context, plan: Plan, table: str) -> None:
@@ -159,20 +170,42 @@ def _prime_semantics(context, plan: Plan, table: str) -> None:
         context.log.warning(f"{table}: semantic types not inferred ({explain(exc)}); plan rules only")
 
 
-def finalize_if_loaded(context, plan: Plan, table: str) -> tuple[bool, list[str]]:
-    """Once every partition of the table has landed, give it its keys, indexes and FKs."""
+def finalize_keys_if_loaded(context, plan: Plan, table: str) -> tuple[bool, list[str]]:
+    """Once every partition of the table has landed, give it its keys (indexes and FKs follow)."""
     target = Database(plan.target.url, "target")
     expected = set(partitions_def(plan.tables[table]).get_partition_keys())
     if not expected <= ledger_partitions(target, table):
         return False, []
     try:
-        added = finalize_table(target, plan, table)
+        added = finalize_keys(target, plan, table)
     except Exception as exc:
-        raise dg.Failure(description=f"{table}: all partitions landed, but its constraints could not be "
-                                     f"created: {explain(exc)}") from None
+        raise _constraint_failure(table, exc) from None
     if added:
         context.log.info(f"{table}: created {', '.join(added)}")
     return True, added
+
+
+def _build_indexes_meanwhile(plan: Plan, table: str) -> Future:
+    pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="kora-ddl")
+    try:
+        return pool.submit(finalize_indexes_and_fks, Database(plan.target.url, "target"), plan, table)
+    finally:
+        pool.shutdown(wait=False)
+
+
+def _built(context, table: str, building: Future) -> list[str]:
+    try:
+        added = building.result()
+    except Exception as exc:
+        raise _constraint_failure(table, exc) from None
+    if added:
+        context.log.info(f"{table}: created {', '.join(added)}")
+    return added
+
+
+def _constraint_failure(table: str, exc: Exception) -> dg.Failure:
+    return dg.Failure(description=f"{table}: all partitions landed, but its constraints could not be "
+                                  f"created: {explain(exc)}")
 
 
 def _materialization_metadata(results: list[PartitionResult]) -> dict:
@@ -215,11 +248,14 @@ def _conservation_metadata(c: list[Conservation]) -> dict:
     return meta
 
 
-def _completeness_results(context, plan: Plan, table: str, results: list[PartitionResult]):
+def _completeness_verdicts(context, plan: Plan, table: str, results: list[PartitionResult]) -> list[Conservation]:
     source, target = Database(plan.source.url, "source"), Database(plan.target.url, "target")
     with phase(table, f"completeness check of {len(results)} partition(s)", context):
         with ThreadPoolExecutor(max_workers=1 if target.dialect == "sqlite" else 2) as pool:  # servers: side by side
-            verdicts = list(pool.map(lambda r: check_partition(plan, table, r.partition_key, source, target), results))
+            return list(pool.map(lambda r: check_partition(plan, table, r.partition_key, source, target), results))
+
+
+def _completeness_results(context, plan: Plan, table: str, verdicts: list[Conservation]):
     key = asset_key(plan.name, plan.target_name(table))
     if len(verdicts) > 1:  # a multi-partition run: record each partition's own verdict too
         for v in verdicts:

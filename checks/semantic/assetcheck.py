@@ -166,7 +166,8 @@ def _violations(queue: pl.DataFrame) -> list[Violation]:
 
 
 def _landed_anomalies(plan, table: str, partition_key: str, ts: TableSemantics, target: Database, threshold: float,
-                      max_embed: int, notes: list[str] | None = None) -> dict[str, list[Anomaly]]:
+                      max_embed: int, notes: list[str] | None = None,
+                      landed_rows: int | None = None) -> dict[str, list[Anomaly]]:
     from checks.semantic.encoder import get_encoder
 
     tp = plan.tables[table]
@@ -180,7 +181,7 @@ def _landed_anomalies(plan, table: str, partition_key: str, ts: TableSemantics, 
     where = predicate(tp, partition_key, tp.target_column(part), target.quote) if part else None
     tname = target.qualified(plan.target_name(table), plan.target.schema_)
     pk = [tp.target_column(k) for k in tp.primary_key]
-    rows_from, sampled = _value_rows(target, tname, where)
+    rows_from, sampled = _value_rows(target, tname, where, landed_rows)
     out = {}
     for cs in cols:
         col = target.quote(cs.target)
@@ -236,21 +237,19 @@ def _value_counts(target: Database, sql: str) -> pl.DataFrame:
 VALUE_SAMPLE_ROWS = 200_000  # rows read per column for anomaly scoring: bounds time and memory
 
 
-def _value_rows(target: Database, tname: str, where: str | None) -> tuple[str, bool]:
+def _value_rows(target: Database, tname: str, where: str | None, landed_rows: int | None = None) -> tuple[str, bool]:
     """The FROM clause of the rows whose values are scored: at most ~``VALUE_SAMPLE_ROWS`` of
     them; True when it is a block sample of the table (counts are then the sample's).
 
     Scoring needs the column's shape, not every row: a whole-table ``GROUP BY`` over TPC-H
     lineitem's 4.5M distinct comments took 3 GiB in this process. A whole PostgreSQL table
     is sampled by blocks (``TABLESAMPLE SYSTEM``, repeatable), so every part of it is seen;
-    elsewhere (a partition, SQLite) the first rows of the range are read.
+    elsewhere (a partition, SQLite) the first rows of the range are read. ``landed_rows``, the
+    rows the caller just landed, spares counting a table not yet analyzed: on TPC-H lineitem that
+    count held up the primary key's build, which waits for every reader of the table.
     """
     if where is None and target.dialect == "postgresql":
-        with target.engine.connect() as c:
-            est = c.execute(sa.text("SELECT reltuples::bigint FROM pg_class WHERE oid = to_regclass(:t)"),
-                            {"t": tname}).scalar()
-            if est is not None and est < 0:  # never analyzed (the scan may start before the ANALYZE)
-                est = c.execute(sa.text(f"SELECT COUNT(*) FROM {tname}")).scalar()
+        est = landed_rows if (landed_rows or 0) > VALUE_SAMPLE_ROWS else _table_rows(target, tname)
         if est and est > VALUE_SAMPLE_ROWS:
             pct = max(0.01, 100.0 * VALUE_SAMPLE_ROWS / est)
             return f"{tname} TABLESAMPLE SYSTEM ({pct:.4f}) REPEATABLE (7)", True
@@ -258,9 +257,19 @@ def _value_rows(target: Database, tname: str, where: str | None) -> tuple[str, b
     return f"(SELECT * FROM {tname}{cond} LIMIT {VALUE_SAMPLE_ROWS}) s", False
 
 
+def _table_rows(target: Database, tname: str) -> int | None:
+    with target.engine.connect() as c:
+        est = c.execute(sa.text("SELECT reltuples::bigint FROM pg_class WHERE oid = to_regclass(:t)"),
+                        {"t": tname}).scalar()
+        if est is not None and est < 0:  # never analyzed (the scan may start before the ANALYZE)
+            est = c.execute(sa.text(f"SELECT COUNT(*) FROM {tname}")).scalar()
+    return est
+
+
 def semantic_report(plan, table: str, partition_key: str, *, threshold: float = DEFAULT_THRESHOLD,
-                    record: bool = True, max_embed: int = MAX_EMBED) -> SemanticReport:
-    """Evaluate the semantic check of one partition (and record what fired in the library)."""
+                    record: bool = True, max_embed: int = MAX_EMBED, landed_rows: int | None = None) -> SemanticReport:
+    """Evaluate the semantic check of one partition (and record what fired in the library);
+    ``landed_rows``: how many rows the run just landed there, when the caller knows."""
     t0 = time.perf_counter()
     ts = prime_table(plan, table)
     target = Database(plan.target.url, "target")
@@ -269,7 +278,7 @@ def semantic_report(plan, table: str, partition_key: str, *, threshold: float = 
     try:
         if max_embed > 0:
             report.anomalies = _landed_anomalies(plan, table, partition_key, ts, target, threshold, max_embed,
-                                                 report.notes)
+                                                 report.notes, landed_rows)
     except Exception as exc:
         report.notes.append(f"anomaly scoring failed: {exc}")
         log.warning("kora: semantic anomaly scoring of %s failed: %s", table, exc)

@@ -19,16 +19,19 @@ _POOL = ThreadPoolExecutor(max_workers=1, thread_name_prefix="kora-semantic-pref
 _PENDING: dict[tuple, Future] = {}
 
 
-def start(plan, table: str, partition_keys: list[str], run_id: str, threshold: float) -> None:
+def start(plan, table: str, partition_keys: list[str], run_id: str, threshold: float,
+          landed_rows: int | None = None) -> None:
     """Begin the scan the semantic check of this run will ask for (see its ``_semantic``)."""
     from checks.semantic.assetcheck import semantic_report
 
     for key in [k for k in _PENDING if k[0] != run_id]:  # a run that never asked: drop its report
         _PENDING.pop(key).cancel()
     if len(partition_keys) == 1:
-        fut = _POOL.submit(semantic_report, plan, table, partition_keys[0], threshold=threshold)
+        fut = _POOL.submit(semantic_report, plan, table, partition_keys[0], threshold=threshold,
+                           landed_rows=landed_rows)
     else:  # a backfill: the anomalies are scanned once over the whole table
-        fut = _POOL.submit(semantic_report, plan, table, "all", threshold=threshold, record=False)
+        fut = _POOL.submit(semantic_report, plan, table, "all", threshold=threshold, record=False,
+                           landed_rows=landed_rows)
     _PENDING[(run_id, plan.name, table, tuple(partition_keys), threshold)] = fut
 
 
