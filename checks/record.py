@@ -20,6 +20,7 @@ from kora_assets.transforms.operators import MOJIBAKE_PATTERN
 ERROR_COLUMNS = ["primary_key", "row", "column_name", "error_class", "reason", "value"]
 AUDIT_COLUMNS = ["primary_key", "column_name", "before", "after", "fix_id"]
 FK_OK = "__fk_ok_{}"
+UNIQUE_DENIED = "__uq_denied_{}"  # why the row is queued as a duplicate of unique set i (kora_assets.dbio.unique)
 _VALUE_CHARS = 200
 
 
@@ -156,6 +157,13 @@ class RecordValidator:
                 ",".join(c.target for c in pk), ~pl.struct([pl.col(c.o) for c in pk]).is_first_distinct(),
                 _lit("constraint.unique"), _lit("duplicate primary key within the source partition"),
                 pl.struct([pl.col(c.source) for c in pk]).struct.json_encode()))
+        for i, cols in enumerate(tp.unique_sets()):
+            cols = [self.by_source[c] for c in cols]
+            checks.append(RecordCheck(
+                ",".join(c.target for c in cols), pl.col(UNIQUE_DENIED.format(i)).is_not_null(),
+                _lit("constraint.unique"), pl.col(UNIQUE_DENIED.format(i)),
+                _raw_text(cols[0], dtypes.get(cols[0].source)) if len(cols) == 1
+                else pl.struct([pl.col(c.source) for c in cols]).struct.json_encode()))
         for i, fk in enumerate(tp.foreign_keys):
             cols = [self.by_source[c] for c in fk.columns]
             raw = (_raw_text(cols[0], dtypes.get(cols[0].source)) if len(cols) == 1
@@ -198,6 +206,8 @@ class RecordValidator:
 
     def split(self, df: pl.DataFrame) -> Split:
         """Valid target rows, error rows (``ERROR_COLUMNS``) and audit rows of applied fixes."""
+        flags = [UNIQUE_DENIED.format(i) for i in range(len(self.transform.plan.unique_sets()))]
+        df = df.with_columns([pl.lit(None, dtype=pl.String).alias(f) for f in flags if f not in df.columns])
         checks = self.checks_for(df.schema)
         first = pl.coalesce([pl.when(ck.fails.fill_null(False)).then(pl.lit(i, dtype=pl.Int32))
                              for i, ck in enumerate(checks)]).alias("__err")

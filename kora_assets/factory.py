@@ -19,7 +19,7 @@ from checks.completeness import Conservation, check_partition
 from checks.table_checks import evaluate_table_checks, statistical_result, table_check_specs
 from kora_assets.dbio.connections import Database
 from kora_assets.bookkeeping.ledger import ledger_partitions
-from kora_assets.dbio.ddl import ensure_target_schema, finalize_indexes_and_fks, finalize_keys
+from kora_assets.dbio.ddl import ensure_target_schema, finalize_indexes_and_fks, finalize_keys, has_key_constraints
 from kora_assets.errors import explain
 from kora_assets.naming import asset_key
 from kora_assets.partitions import partitions_def
@@ -74,6 +74,7 @@ def _define_table_asset(plan: Plan, table: str, key: dg.AssetKey, pdef, deps, ch
                      target_db: DatabaseResource, ray_cluster: RayResource, redis: RedisResource):
         bound = bind_plan(plan, source_db, target_db)
         results = run_partitions(context, bound, table, list(context.partition_keys), ray_cluster, redis)
+        results = _queue_unique_conflicts(context, bound, table, results, ray_cluster, redis)
         _scan_semantics_meanwhile(context, bound, table, key, sum(r.landed for r in results))
         with phase(table, "keys", context):
             complete, added = finalize_keys_if_loaded(context, bound, table)
@@ -168,6 +169,30 @@ def _prime_semantics(context, plan: Plan, table: str) -> None:
         prime_table(plan, table)
     except Exception as exc:  # semantic types are an accelerator, never a reason to stop
         context.log.warning(f"{table}: semantic types not inferred ({explain(exc)}); plan rules only")
+
+
+def _queue_unique_conflicts(context, plan: Plan, table: str, results: list[PartitionResult],
+                            ray_cluster: RayResource, redis: RedisResource) -> list[PartitionResult]:
+    """Before the unique constraints: queue the landed duplicates of unique columns by loading
+    their partitions again (``kora_assets.dbio.unique``); the results, those partitions' anew."""
+    from kora_assets.dbio.unique import conflict_partitions, find_conflicts, record_conflicts
+
+    target = Database(plan.target.url, "target")
+    if (not plan.tables[table].unique_sets() or target.dialect != "postgresql"
+            or has_key_constraints(target, plan, table)):  # keyed: the constraints keep repeats out
+        return results
+    landed = ledger_partitions(target, table)
+    if not set(partitions_def(plan.tables[table]).get_partition_keys()) <= landed:
+        return results
+    conflicts = find_conflicts(target, plan, table)
+    if not conflicts:
+        return results
+    record_conflicts(target, plan, table, conflicts)
+    again = conflict_partitions(target, plan, table, conflicts, sorted(landed))
+    context.log.warning(f"{table}: {len(conflicts)} row(s) repeat a unique value of an earlier row; "
+                        f"loading {len(again)} partition(s) again to queue them as constraint.unique")
+    redone = {r.partition_key: r for r in run_partitions(context, plan, table, again, ray_cluster, redis)}
+    return [redone.pop(r.partition_key, r) for r in results] + list(redone.values())
 
 
 def finalize_keys_if_loaded(context, plan: Plan, table: str) -> tuple[bool, list[str]]:

@@ -1,6 +1,9 @@
 """kora's durable bookkeeping in the target: the error queue, the partition ledger, the fix
 library and the audit trail. Redis only coordinates; these tables remember.
 
+``unique_conflicts`` names the rows whose unique values an earlier row holds
+(``kora_assets.dbio.unique``): their partitions queue them on every load.
+
 ``fix_audit`` keeps the original of every value a fix changed (table, key, column, before,
 after, fix id), so every fix is reversible.
 
@@ -63,6 +66,14 @@ CREATE TABLE IF NOT EXISTS {KORA_SCHEMA}.fix_audit (
     created_at timestamptz NOT NULL DEFAULT now()
 );
 CREATE INDEX IF NOT EXISTS fix_audit_partition ON {KORA_SCHEMA}.fix_audit (table_name, partition_key);
+CREATE TABLE IF NOT EXISTS {KORA_SCHEMA}.unique_conflicts (
+    table_name text NOT NULL,
+    primary_key text NOT NULL,
+    unique_set integer NOT NULL,
+    reason text NOT NULL,
+    created_at timestamptz NOT NULL DEFAULT now(),
+    PRIMARY KEY (table_name, primary_key, unique_set)
+);
 """
 
 _SQLITE = f"""

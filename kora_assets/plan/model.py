@@ -123,6 +123,11 @@ class TablePlan(_Strict):
     def target_column(self, source_column: str) -> str:
         return self.columns[source_column].target or source_column
 
+    def unique_sets(self) -> list[list[str]]:
+        """The unique column sets (source names) beside the primary key: constraints and unique indexes."""
+        sets = [list(u) for u in self.unique] + [list(ix.columns) for ix in self.indexes if ix.unique]
+        return [s for s in sets if s != list(self.primary_key)]
+
 
 class Endpoint(_Strict):
     url: str = Field(description="SQLAlchemy-style URL; ${VAR} references environment variables")

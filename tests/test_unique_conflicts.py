@@ -1,0 +1,71 @@
+"""A value repeated in a unique column (not the primary key) is queued, not landed, and the
+table still gets its unique constraint: across partitions loaded side by side, and within one.
+"""
+from __future__ import annotations
+
+import json
+import sqlite3
+
+import pytest
+
+from kora_assets.dbio.connections import Database
+from kora_assets.migrate import migrate
+from kora_assets.plan.loader import parse_plan
+
+pytestmark = pytest.mark.usefixtures("ray_local", "redis_url")
+
+PLAN = """
+name: uniq
+source: {{url: "{src}"}}
+target: {{url: "{tgt}", schema: public}}
+tables:
+  people:
+    primary_key: [id]
+    unique: [[email]]
+    partitioning: {{kind: key_range, column: id, bounds: [10, 20]}}
+    columns:
+      id: {{type: integer, nullable: false}}
+      email: {{type: text}}
+      name: {{type: text}}
+"""
+
+
+def _source(path) -> str:
+    con = sqlite3.connect(path)
+    con.execute("CREATE TABLE people (id INTEGER PRIMARY KEY, email TEXT, name TEXT)")
+    rows = [(i, f"p{i}@example.com", f"person {i}") for i in range(1, 31)]
+    rows[25 - 1] = (25, "p5@example.com", "person 25")  # repeats id 5, two partitions away
+    rows[13 - 1] = (13, "p12@example.com", "person 13")  # repeats id 12, same partition
+    rows[7 - 1] = (7, None, "person 7")  # NULLs never collide
+    rows[8 - 1] = (8, None, "person 8")
+    con.executemany("INSERT INTO people VALUES (?, ?, ?)", rows)
+    con.commit()
+    con.close()
+    return f"sqlite:///{path}"
+
+
+def _rows(url: str, sql: str) -> list[tuple]:
+    db = Database(url, "target")
+    with db.engine.connect() as c:
+        rows = [tuple(r) for r in c.exec_driver_sql(sql)]
+    db.engine.dispose()
+    return rows
+
+
+def test_duplicates_of_a_unique_column_are_queued_and_the_constraint_is_added(tmp_path, pg_db, dagster_instance):
+    plan = parse_plan(PLAN.format(src=_source(tmp_path / "src.db"), tgt=pg_db), require_env=False)
+    for _ in range(2):  # the second run over landed data: the same target, the same queue
+        outcome = migrate(plan, dagster_instance)
+        assert outcome.ok, [(t.table, t.status, t.detail) for t in outcome.tables]
+        landed = [r[0] for r in _rows(pg_db, "SELECT id FROM public.people ORDER BY id")]
+        assert landed == [i for i in range(1, 31) if i not in (13, 25)]
+        queue = _rows(pg_db, "SELECT CAST(primary_key AS TEXT), partition_key, column_name, error_class, reason, "
+                             "value, CAST(\"row\" AS TEXT), status FROM kora.error_queue ORDER BY 2")
+        assert [(json.loads(q[0])["id"], q[1], q[2], q[3], q[5], q[7]) for q in queue] == [
+            (13, "10..20", "email", "constraint.unique", "p12@example.com", "pending"),
+            (25, "20..", "email", "constraint.unique", "p5@example.com", "pending")]
+        assert 'already held by the row {"id": 12}' in queue[0][4]
+        assert 'already held by the row {"id": 5}' in queue[1][4]
+        assert json.loads(queue[1][6]) == {"id": 25, "email": "p5@example.com", "name": "person 25"}
+        assert _rows(pg_db, "SELECT conname FROM pg_constraint WHERE conname = 'uq_people_email'") == [
+            ("uq_people_email",)]
