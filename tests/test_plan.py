@@ -80,3 +80,17 @@ def test_not_yaml():
                                            ("int", "integer"), ("double precision", "double"), ("datetime", "timestamp")])
 def test_type_aliases(text, expected):
     assert str(parse_type(text)) == expected
+
+
+def test_numeric_columns_keep_their_decimals_on_a_mariadb_target(mysql_db):
+    """A bare NUMERIC in MySQL/MariaDB DDL means DECIMAL(10,0); the translation must not say that."""
+    from kora_assets.dbio.connections import Database
+
+    db = Database(mysql_db, "target")
+    cols = {"free": parse_type("numeric"), "fixed": parse_type("numeric(12,3)")}
+    with db.engine.begin() as c:
+        c.exec_driver_sql("CREATE TABLE n (" + ", ".join(f"{k} {t.ddl('mysql')}" for k, t in cols.items()) + ")")
+        c.exec_driver_sql("INSERT INTO n VALUES (123456789012.0000000001, 1234.5678)")
+        row = c.exec_driver_sql("SELECT CAST(free AS CHAR), CAST(fixed AS CHAR) FROM n").one()
+    db.engine.dispose()
+    assert (row[0].rstrip("0"), row[1]) == ("123456789012.0000000001", "1234.568")

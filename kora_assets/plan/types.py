@@ -90,6 +90,9 @@ class KoraType:
                 "double": "DOUBLE", "text": "LONGTEXT", "timestamptz": "DATETIME(6)",
                 "timestamp": "DATETIME(6)", "bytes": "LONGBLOB", "uuid": "CHAR(36)",
                 "boolean": "BOOLEAN",
+                # MySQL reads a bare NUMERIC as DECIMAL(10,0): it would drop every decimal. Its
+                # widest decimal instead (PostgreSQL's unconstrained numeric has no limit at all).
+                "numeric": str(self).upper() if self.precision else "DECIMAL(65,30)",
             }.get(self.name, str(self).upper())
         return {
             "double": "double precision", "bytes": "bytea", "json": "jsonb",
