@@ -181,8 +181,8 @@ def _queue_unique_conflicts(context, plan: Plan, table: str, results: list[Parti
     if (not plan.tables[table].unique_sets() or target.dialect != "postgresql"
             or has_key_constraints(target, plan, table)):  # keyed: the constraints keep repeats out
         return results
-    landed = ledger_partitions(target, table)
-    if not set(partitions_def(plan.tables[table]).get_partition_keys()) <= landed:
+    landed = _landed_if_complete(target, plan, table)
+    if landed is None:
         return results
     conflicts = find_conflicts(target, plan, table)
     if not conflicts:
@@ -198,8 +198,7 @@ def _queue_unique_conflicts(context, plan: Plan, table: str, results: list[Parti
 def finalize_keys_if_loaded(context, plan: Plan, table: str) -> tuple[bool, list[str]]:
     """Once every partition of the table has landed, give it its keys (indexes and FKs follow)."""
     target = Database(plan.target.url, "target")
-    expected = set(partitions_def(plan.tables[table]).get_partition_keys())
-    if not expected <= ledger_partitions(target, table):
+    if _landed_if_complete(target, plan, table) is None:
         return False, []
     try:
         added = finalize_keys(target, plan, table)
@@ -208,6 +207,12 @@ def finalize_keys_if_loaded(context, plan: Plan, table: str) -> tuple[bool, list
     if added:
         context.log.info(f"{table}: created {', '.join(added)}")
     return True, added
+
+
+def _landed_if_complete(target: Database, plan: Plan, table: str) -> set[str] | None:
+    """The partitions the ledger says landed, if they are all of the table's; else None."""
+    landed = ledger_partitions(target, table)
+    return landed if set(partitions_def(plan.tables[table]).get_partition_keys()) <= landed else None
 
 
 def _build_indexes_meanwhile(plan: Plan, table: str) -> Future:

@@ -8,9 +8,9 @@ import sqlite3
 
 import pytest
 
-from kora_assets.dbio.connections import Database
 from kora_assets.migrate import migrate
 from kora_assets.plan.loader import parse_plan
+from tests.test_migrate_e2e import _rows
 
 pytestmark = pytest.mark.usefixtures("ray_local", "redis_url")
 
@@ -42,14 +42,6 @@ def _source(path) -> str:
     con.commit()
     con.close()
     return f"sqlite:///{path}"
-
-
-def _rows(url: str, sql: str) -> list[tuple]:
-    db = Database(url, "target")
-    with db.engine.connect() as c:
-        rows = [tuple(r) for r in c.exec_driver_sql(sql)]
-    db.engine.dispose()
-    return rows
 
 
 def test_duplicates_of_a_unique_column_are_queued_and_the_constraint_is_added(tmp_path, pg_db, dagster_instance):

@@ -27,7 +27,8 @@ def _ident_name(prefix: str, *parts: str) -> str:
     return base[:48] + "_" + hashlib.sha1(base.encode()).hexdigest()[:10]
 
 
-def _literal(v) -> str:
+def sql_literal(v) -> str:
+    """A Python value as an SQL literal (defaults, key lists)."""
     if isinstance(v, bool):
         return "TRUE" if v else "FALSE"
     if isinstance(v, (int, float)):
@@ -44,7 +45,7 @@ def create_table_sql(db: Database, plan: Plan, name: str) -> str:
         if not cp.nullable:
             col += " NOT NULL"
         if cp.default is not None:
-            col += f" DEFAULT {_literal(cp.default)}"
+            col += f" DEFAULT {sql_literal(cp.default)}"
         cols.append(col)
     if db.dialect == "sqlite":
         cols += [f"CONSTRAINT {q(n)} {c}" for n, c in _key_constraints(db, plan, name)]

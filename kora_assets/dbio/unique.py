@@ -21,6 +21,7 @@ import polars as pl
 from checks.record import UNIQUE_DENIED
 from kora_assets.bookkeeping.tables import bookkeeping_table
 from kora_assets.dbio.connections import Database
+from kora_assets.dbio.ddl import sql_literal
 from kora_assets.partitions import predicate
 from kora_assets.plan.model import Plan
 
@@ -72,7 +73,7 @@ def conflict_partitions(db: Database, plan: Plan, table: str, conflicts: list[di
         return keys
     t = db.qualified(plan.target_name(table), plan.target.schema_)
     pk = [tp.target_column(k) for k in tp.primary_key]
-    tuples = ", ".join("(" + ", ".join(_literal(c["key"][k]) for k in pk) + ")" for c in conflicts)
+    tuples = ", ".join("(" + ", ".join(sql_literal(c["key"][k]) for k in pk) + ")" for c in conflicts)
     which = f"({', '.join(db.quote(k) for k in pk)}) IN ({tuples})"
     found = []
     with db.engine.connect() as c:
@@ -111,10 +112,3 @@ def denied_rows(db: Database, plan: Plan, table: str) -> pl.DataFrame | None:
 def _show(values: dict) -> str:
     return json.dumps(values, default=str, ensure_ascii=False)
 
-
-def _literal(v) -> str:
-    if isinstance(v, bool):
-        return "TRUE" if v else "FALSE"
-    if isinstance(v, (int, float)):
-        return repr(v)
-    return "'" + str(v).replace("'", "''") + "'"
