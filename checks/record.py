@@ -206,8 +206,6 @@ class RecordValidator:
 
     def split(self, df: pl.DataFrame) -> Split:
         """Valid target rows, error rows (``ERROR_COLUMNS``) and audit rows of applied fixes."""
-        flags = [UNIQUE_DENIED.format(i) for i in range(len(self.transform.plan.unique_sets()))]
-        df = df.with_columns([pl.lit(None, dtype=pl.String).alias(f) for f in flags if f not in df.columns])
         checks = self.checks_for(df.schema)
         first = pl.coalesce([pl.when(ck.fails.fill_null(False)).then(pl.lit(i, dtype=pl.Int32))
                              for i, ck in enumerate(checks)]).alias("__err")

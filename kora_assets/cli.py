@@ -120,7 +120,6 @@ def migrate(plan_path, tables, workers, recover, verbose):
     _setup_logging(verbose)
     from kora_assets.dbio.connections import Database
     from kora_assets.migrate import after_migration, dagster_instance, migrate as run_migration, summary_counts
-    from kora_assets.status import migration_status
 
     plan = _load(plan_path)
     wanted = tables.split(",") if tables else None
@@ -140,8 +139,8 @@ def migrate(plan_path, tables, workers, recover, verbose):
     if recover:  # the replay judges the target as recovery leaves it, not the first pass
         _run_recovery(plan, wanted)
         after_migration(plan, instance, outcome, wanted)
-    # after recovery the queue has changed: count live; else the completeness check just counted
-    status = migration_status(plan, wanted) if recover else summary_counts(plan, outcome, wanted)
+    # the completeness check just counted both databases; after recovery the queue is counted again
+    status = summary_counts(plan, outcome, wanted, recovered=recover)
     _print_summary(outcome, status, time.perf_counter() - t0)
     _exit_now(0 if outcome.ok else EXIT_FAILED)
 

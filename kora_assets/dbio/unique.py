@@ -109,6 +109,18 @@ def denied_rows(db: Database, plan: Plan, table: str) -> pl.DataFrame | None:
     return frame.group_by(pk).agg(pl.all().drop_nulls().first())
 
 
+def flag_unique_conflicts(df: pl.DataFrame, denied: pl.DataFrame | None, tp, by_source) -> pl.DataFrame:
+    """Give a transformed batch its ``UNIQUE_DENIED`` columns: the reason where the row is one
+    of ``denied`` (by primary key), else null. Workers and the recovery sandbox both use it,
+    so a fix never lands a row that repeats a unique value."""
+    flags = [UNIQUE_DENIED.format(i) for i in range(len(tp.unique_sets()))]
+    if denied is not None:
+        outs = {tp.target_column(k): by_source[k].o for k in tp.primary_key}
+        d = denied.rename(outs).with_columns([pl.col(o).cast(df.schema[o], strict=False) for o in outs.values()])
+        df = df.join(d, on=list(outs.values()), how="left", maintain_order="left")
+    return df.with_columns([pl.lit(None, dtype=pl.String).alias(f) for f in flags if f not in df.columns])
+
+
 def _show(values: dict) -> str:
     return json.dumps(values, default=str, ensure_ascii=False)
 

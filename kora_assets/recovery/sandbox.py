@@ -27,6 +27,7 @@ from dataclasses import dataclass, field
 import polars as pl
 
 from checks.record import FK_OK, RecordValidator, _any, _first_class, column_checks
+from kora_assets.dbio.unique import denied_rows, flag_unique_conflicts
 from kora_assets.bookkeeping.tables import bookkeeping_table
 from kora_assets.dbio.connections import Database
 from kora_assets.dbio.source import SourceReader
@@ -186,6 +187,7 @@ class TableSandbox:
         from kora_assets.workers.partition_task import load_semantics
 
         load_semantics(plan, table)  # re-validation applies the same semantic rules as the workers
+        self.denied = denied_rows(target, plan, table)  # repeats of unique values: never landed
         self.sample = source_sample(plan, table, source)
         self.schema = dict(self.sample.schema)
         self._baseline()
@@ -200,7 +202,7 @@ class TableSandbox:
         lf = val.apply_fixes(tr.apply(frame.lazy()))
         if has_cross_column(tr.fixes):  # both halves of a cross-column fix, or neither
             lf = apply_sibling_writes(lf, tr, self.settings)
-        df = lf.collect()
+        df = flag_unique_conflicts(lf.collect(), self.denied, self.tp, tr.by_source)
         if fk_ok:
             df = df.with_columns([pl.lit(True).alias(FK_OK.format(i)) for i in range(len(self.tp.foreign_keys))])
         return df, tr, val

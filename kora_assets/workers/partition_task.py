@@ -19,7 +19,7 @@ from kora_assets.dbio.connections import Database
 from kora_assets.dbio.ddl import has_key_constraints
 from kora_assets.dbio.source import SourceReader
 from kora_assets.dbio.target import partition_writer
-from kora_assets.dbio.unique import denied_rows
+from kora_assets.dbio.unique import denied_rows, flag_unique_conflicts
 from kora_assets.partitions import key_range_keys, predicate
 from kora_assets.plan.model import Plan
 from kora_assets.timing import rss_mib
@@ -102,7 +102,7 @@ class TableRunner:
                 result.source_rows += batch.height
                 df = self.validator.apply_fixes(self.transform.apply(batch.lazy())).collect()
                 df = self._flag_orphans(df, w, target)
-                df = self._flag_unique_conflicts(df, denied)
+                df = flag_unique_conflicts(df, denied, self.tp, self.validator.by_source)
                 valid, errors, audits = self.validator.split(df)
                 w.write_all(valid, errors, audits)
                 result.fixed_inline += audits.height
@@ -113,14 +113,6 @@ class TableRunner:
         result.seconds = time.perf_counter() - t0  # including the merge and the commit
         result.worker_rss_mib = rss_mib()
         return result
-
-    def _flag_unique_conflicts(self, df: pl.DataFrame, denied: pl.DataFrame | None) -> pl.DataFrame:
-        """Mark the rows whose unique values an earlier row holds (``kora_assets.dbio.unique``)."""
-        if denied is None:
-            return df
-        outs = {self.tp.target_column(k): self.validator.by_source[k].o for k in self.tp.primary_key}
-        d = denied.rename(outs).with_columns([pl.col(o).cast(df.schema[o], strict=False) for o in outs.values()])
-        return df.join(d, on=list(outs.values()), how="left", maintain_order="left")
 
     def _flag_orphans(self, df: pl.DataFrame, w, target: Database) -> pl.DataFrame:
         """Add a boolean per FK: does the parent key exist in the target (or in this chunk,
