@@ -61,3 +61,21 @@ def test_duplicates_of_a_unique_column_are_queued_and_the_constraint_is_added(tm
         assert json.loads(queue[1][6]) == {"id": 25, "email": "p5@example.com", "name": "person 25"}
         assert _rows(pg_db, "SELECT conname FROM pg_constraint WHERE conname = 'uq_people_email'") == [
             ("uq_people_email",)]
+
+
+def test_a_sqlite_target_queues_repeats_instead_of_failing_the_partition(tmp_path, dagster_instance):
+    """SQLite declares the constraint at CREATE TABLE, so the worker checks each chunk against the
+    rows already landed (one partition here: which of two partitions' rows lands first is not fixed)."""
+    text = PLAN.format(src=_source(tmp_path / "src.db"), tgt=f"sqlite:///{tmp_path / 'tgt.db'}")
+    text = text.replace(", schema: public", "").replace(
+        "    partitioning: {kind: key_range, column: id, bounds: [10, 20]}\n", "")
+    plan = parse_plan(text, require_env=False)
+    tgt = f"sqlite:///{tmp_path / 'tgt.db'}"
+    for _ in range(2):
+        outcome = migrate(plan, dagster_instance)
+        assert outcome.ok, [(t.table, t.status, t.detail) for t in outcome.tables]
+        assert [r[0] for r in _rows(tgt, "SELECT id FROM people ORDER BY id")] == [
+            i for i in range(1, 31) if i not in (13, 25)]
+        queue = _rows(tgt, "SELECT primary_key, column_name, error_class, value FROM kora__error_queue ORDER BY id")
+        assert sorted((json.loads(q[0])["id"], q[1], q[2], q[3]) for q in queue) == [
+            (13, "email", "constraint.unique", "p12@example.com"), (25, "email", "constraint.unique", "p5@example.com")]

@@ -10,7 +10,10 @@ partitions holding them are loaded again, and the workers queue those rows as
 ``constraint.unique`` with the source row, like any other failure. Re-runs keep queuing them.
 Then the constraint is added, and nothing it would reject has landed.
 
-PostgreSQL targets only: a SQLite target declares its unique constraints at CREATE TABLE.
+PostgreSQL targets. A SQLite target declares its unique constraints at CREATE TABLE and loads
+one partition at a time, so there the worker checks each chunk against the rows already landed
+(``TableRunner._flag_repeats_of_landed``): the row that lands first keeps the value, which across
+partitions depends on the order they load in.
 """
 from __future__ import annotations
 

@@ -13,7 +13,7 @@ from dataclasses import asdict, dataclass, field
 
 import polars as pl
 
-from checks.record import FK_OK, RecordValidator
+from checks.record import FK_OK, UNIQUE_DENIED, RecordValidator
 from kora_assets.dbio.binary_copy import binary_schema
 from kora_assets.dbio.connections import Database
 from kora_assets.dbio.ddl import has_key_constraints
@@ -103,6 +103,8 @@ class TableRunner:
                 df = self.validator.apply_fixes(self.transform.apply(batch.lazy())).collect()
                 df = self._flag_orphans(df, w, target)
                 df = flag_unique_conflicts(df, denied, self.tp, self.validator.by_source)
+                if target.dialect == "sqlite":
+                    df = self._flag_repeats_of_landed(df, w, target)
                 valid, errors, audits = self.validator.split(df)
                 w.write_all(valid, errors, audits)
                 result.fixed_inline += audits.height
@@ -113,6 +115,29 @@ class TableRunner:
         result.seconds = time.perf_counter() - t0  # including the merge and the commit
         result.worker_rss_mib = rss_mib()
         return result
+
+    def _flag_repeats_of_landed(self, df: pl.DataFrame, w, target: Database) -> pl.DataFrame:
+        """A target that enforces its unique constraints while loading (SQLite declares them at
+        CREATE TABLE; its partitions load one at a time, and this partition's old rows are gone):
+        a row whose unique values a landed row, or an earlier row of the chunk, holds is queued,
+        where its insert would fail the whole partition."""
+        table = target.qualified(self.plan.target_name(self.table), self.plan.target.schema_)
+        for i, cols in enumerate(self.tp.unique_sets()):
+            outs = [self.validator.by_source[c].o for c in cols]
+            present = pl.all_horizontal([pl.col(o).is_not_null() for o in outs])
+            keys = df.filter(present).select(outs).unique()
+            found = w.existing_rows(table, [self.tp.target_column(c) for c in cols],
+                                    keys.get_column(outs[0]).to_list())
+            held = (found.rename(dict(zip(found.columns, outs))).cast(keys.schema, strict=False)
+                    if found.width else keys.clear())
+            repeat = present & (pl.col("__held").fill_null(False) | ~pl.struct(outs).is_first_distinct())
+            flag = UNIQUE_DENIED.format(i)
+            reason = f"duplicate value of unique ({', '.join(self.tp.target_column(c) for c in cols)}): held by an earlier row"
+            df = (df.join(held.unique().with_columns(pl.lit(True).alias("__held")), on=outs, how="left",
+                          nulls_equal=False, maintain_order="left")
+                  .with_columns(pl.when(repeat).then(pl.lit(reason)).otherwise(pl.col(flag)).alias(flag))
+                  .drop("__held"))
+        return df
 
     def _flag_orphans(self, df: pl.DataFrame, w, target: Database) -> pl.DataFrame:
         """Add a boolean per FK: does the parent key exist in the target (or in this chunk,
