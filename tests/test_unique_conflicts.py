@@ -79,3 +79,24 @@ def test_a_sqlite_target_queues_repeats_instead_of_failing_the_partition(tmp_pat
         queue = _rows(tgt, "SELECT primary_key, column_name, error_class, value FROM kora__error_queue ORDER BY id")
         assert sorted((json.loads(q[0])["id"], q[1], q[2], q[3]) for q in queue) == [
             (13, "email", "constraint.unique", "p12@example.com"), (25, "email", "constraint.unique", "p5@example.com")]
+
+
+def test_a_keyed_table_queues_a_new_repeat_instead_of_failing_the_partition(tmp_path, pg_db, dagster_instance):
+    """After the table has its constraints (a later load, e.g. a schedule until cut-over), a new
+    row repeating a landed row's value is queued; the partition's own older rows are no repeats."""
+    src = _source(tmp_path / "src.db")
+    plan = parse_plan(PLAN.format(src=src, tgt=pg_db), require_env=False)
+    assert migrate(plan, dagster_instance).ok
+    con = sqlite3.connect(tmp_path / "src.db")
+    con.executemany("INSERT INTO people VALUES (?, ?, ?)", [(31, "p3@example.com", "new"), (32, "p32@example.com", "new")])
+    con.commit()
+    con.close()
+    outcome = migrate(plan, dagster_instance)
+    assert outcome.ok, [(t.table, t.status, t.detail) for t in outcome.tables]
+    assert [r[0] for r in _rows(pg_db, "SELECT id FROM public.people ORDER BY id")] == [
+        i for i in range(1, 33) if i not in (13, 25, 31)]
+    queue = _rows(pg_db, "SELECT CAST(primary_key AS TEXT), partition_key, error_class, reason FROM kora.error_queue")
+    assert sorted((json.loads(q[0])["id"], q[1], q[2]) for q in queue) == [
+        (13, "10..20", "constraint.unique"), (25, "20..", "constraint.unique"), (31, "20..", "constraint.unique")]
+    assert [q[3] for q in queue if json.loads(q[0])["id"] == 31] == [
+        "duplicate value of unique (email): held by an earlier row"]

@@ -10,10 +10,12 @@ partitions holding them are loaded again, and the workers queue those rows as
 ``constraint.unique`` with the source row, like any other failure. Re-runs keep queuing them.
 Then the constraint is added, and nothing it would reject has landed.
 
-PostgreSQL targets. A SQLite target declares its unique constraints at CREATE TABLE and loads
-one partition at a time, so there the worker checks each chunk against the rows already landed
-(``TableRunner._flag_repeats_of_landed``): the row that lands first keeps the value, which across
-partitions depends on the order they load in.
+Where the table already enforces the constraint while loading, the worker checks each chunk
+against the rows landed by other partitions instead (``TableRunner._flag_repeats_of_landed``):
+a PostgreSQL table once it has its keys (a later load, e.g. a schedule until cut-over), and a
+SQLite target, which declares its unique constraints at CREATE TABLE and loads one partition at
+a time. There the row that lands first keeps the value; across a SQLite target's partitions
+that depends on the order they load in.
 """
 from __future__ import annotations
 

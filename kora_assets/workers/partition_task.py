@@ -93,7 +93,7 @@ class TableRunner:
             target_columns=[c.target for c in self.transform.columns],
             primary_key=[tp.target_column(k) for k in tp.primary_key],
             partition_key=task.partition_key, where=tgt_where, plan_table=self.table, run_id=task.run_id,
-            keyed=has_key_constraints(target, plan, self.table),
+            keyed=(keyed := has_key_constraints(target, plan, self.table)),
             binary_schema=binary_schema([(c.target, c.ktype) for c in self.transform.columns]),
             plan_partitions=_static_partitions(tp))
         denied = denied_rows(target, plan, self.table)
@@ -103,7 +103,7 @@ class TableRunner:
                 df = self.validator.apply_fixes(self.transform.apply(batch.lazy())).collect()
                 df = self._flag_orphans(df, w, target)
                 df = flag_unique_conflicts(df, denied, self.tp, self.validator.by_source)
-                if target.dialect == "sqlite":
+                if self.tp.unique_sets() and (keyed or target.dialect == "sqlite"):
                     df = self._flag_repeats_of_landed(df, w, target)
                 valid, errors, audits = self.validator.split(df)
                 w.write_all(valid, errors, audits)
@@ -117,25 +117,34 @@ class TableRunner:
         return result
 
     def _flag_repeats_of_landed(self, df: pl.DataFrame, w, target: Database) -> pl.DataFrame:
-        """A target that enforces its unique constraints while loading (SQLite declares them at
-        CREATE TABLE; its partitions load one at a time, and this partition's old rows are gone):
-        a row whose unique values a landed row, or an earlier row of the chunk, holds is queued,
-        where its insert would fail the whole partition."""
+        """A table that enforces its unique constraints while loading (SQLite declares them at
+        CREATE TABLE; PostgreSQL once the table has its keys, e.g. a scheduled partition after
+        cut-over): a row whose unique values another landed row, an earlier chunk of this
+        partition or an earlier row of the chunk holds is queued, where its insert would fail
+        the whole partition. A landed row with the same key is this row's own older version."""
+        tp = self.tp
         table = target.qualified(self.plan.target_name(self.table), self.plan.target.schema_)
-        for i, cols in enumerate(self.tp.unique_sets()):
+        pk_outs = [self.validator.by_source[k].o for k in tp.primary_key]
+        pk_seen = [f"__pk_seen{j}" for j in range(len(pk_outs))]
+        places = [table] + (["kora_stage"] if getattr(w, "merge", False) else [])
+        for i, cols in enumerate(tp.unique_sets()):
             outs = [self.validator.by_source[c].o for c in cols]
+            tcols = [tp.target_column(c) for c in cols] + [tp.target_column(k) for k in tp.primary_key]
             present = pl.all_horizontal([pl.col(o).is_not_null() for o in outs])
             keys = df.filter(present).select(outs).unique()
-            found = w.existing_rows(table, [self.tp.target_column(c) for c in cols],
-                                    keys.get_column(outs[0]).to_list())
-            held = (found.rename(dict(zip(found.columns, outs))).cast(keys.schema, strict=False)
-                    if found.width else keys.clear())
+            found = [w.existing_rows(t, tcols, keys.get_column(outs[0]).to_list()) for t in places]
+            held = pl.concat([f.rename(dict(zip(f.columns, outs + pk_seen)))
+                              .cast({**keys.schema, **dict(zip(pk_seen, df.select(pk_outs).dtypes))}, strict=False)
+                              for f in found if f.width and f.height]
+                             or [pl.DataFrame(schema={**keys.schema, **dict(zip(pk_seen, df.select(pk_outs).dtypes))})])
+            other = (df.select(outs + pk_outs).join(held, on=outs, how="inner", nulls_equal=False)
+                     .filter(~pl.all_horizontal([pl.col(a).eq_missing(pl.col(b)) for a, b in zip(pk_outs, pk_seen)]))
+                     .select(pk_outs).unique().with_columns(pl.lit(True).alias("__held")))
             repeat = present & (pl.col("__held").fill_null(False) | ~pl.struct(outs).is_first_distinct())
             flag = UNIQUE_DENIED.format(i)
-            reason = f"duplicate value of unique ({', '.join(self.tp.target_column(c) for c in cols)}): held by an earlier row"
-            df = (df.join(held.unique().with_columns(pl.lit(True).alias("__held")), on=outs, how="left",
-                          nulls_equal=False, maintain_order="left")
-                  .with_columns(pl.when(repeat).then(pl.lit(reason)).otherwise(pl.col(flag)).alias(flag))
+            reason = f"duplicate value of unique ({', '.join(tcols[:len(cols)])}): held by an earlier row"
+            df = (df.join(other, on=pk_outs, how="left", nulls_equal=False, maintain_order="left")
+                  .with_columns(pl.coalesce(pl.col(flag), pl.when(repeat).then(pl.lit(reason))).alias(flag))
                   .drop("__held"))
         return df
 
