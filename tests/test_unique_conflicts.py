@@ -100,3 +100,18 @@ def test_a_keyed_table_queues_a_new_repeat_instead_of_failing_the_partition(tmp_
         (13, "10..20", "constraint.unique"), (25, "20..", "constraint.unique"), (31, "20..", "constraint.unique")]
     assert [q[3] for q in queue if json.loads(q[0])["id"] == 31] == [
         "duplicate value of unique (email): held by an earlier row"]
+
+
+def test_a_unique_column_without_a_primary_key_loads(tmp_path, dagster_instance):
+    """No key to tell a row's own older version apart: the constraint alone decides (no repeats here)."""
+    con = sqlite3.connect(tmp_path / "src.db")
+    con.execute("CREATE TABLE people (id INTEGER, email TEXT UNIQUE, name TEXT)")
+    con.executemany("INSERT INTO people VALUES (?, ?, ?)", [(i, f"p{i}@example.com", f"person {i}") for i in range(1, 29)])
+    con.commit()
+    con.close()
+    text = PLAN.format(src=f"sqlite:///{tmp_path / 'src.db'}", tgt=f"sqlite:///{tmp_path / 'tgt.db'}")
+    text = (text.replace(", schema: public", "").replace("    primary_key: [id]\n", "")
+            .replace("    partitioning: {kind: key_range, column: id, bounds: [10, 20]}\n", ""))
+    outcome = migrate(parse_plan(text, require_env=False), dagster_instance)
+    assert outcome.ok, [(t.table, t.status, t.detail) for t in outcome.tables]
+    assert len(_rows(f"sqlite:///{tmp_path / 'tgt.db'}", "SELECT id FROM people")) == 28

@@ -27,10 +27,10 @@ from dataclasses import dataclass, field
 import polars as pl
 
 from checks.record import FK_OK, RecordValidator, _any, _first_class, column_checks
-from kora_assets.dbio.unique import denied_rows, flag_unique_conflicts
 from kora_assets.bookkeeping.tables import bookkeeping_table
 from kora_assets.dbio.connections import Database
 from kora_assets.dbio.source import SourceReader
+from kora_assets.dbio.unique import denied_rows, flag_unique_conflicts
 from kora_assets.dbio.target import _csv_ready
 from kora_assets.plan.model import Plan
 from kora_assets.recovery.candidates import Candidate

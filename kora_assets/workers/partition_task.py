@@ -97,13 +97,15 @@ class TableRunner:
             binary_schema=binary_schema([(c.target, c.ktype) for c in self.transform.columns]),
             plan_partitions=_static_partitions(tp))
         denied = denied_rows(target, plan, self.table)
+        # a row's own older version is told apart by its key: without one, the constraint decides
+        repeats = bool(tp.unique_sets() and tp.primary_key and (keyed or target.dialect == "sqlite"))
         with writer as tx, PipelinedWrites(tx) as w:
             for batch in reader.batches(self.table, self.transform.source_columns, src_where, chunk):
                 result.source_rows += batch.height
                 df = self.validator.apply_fixes(self.transform.apply(batch.lazy())).collect()
                 df = self._flag_orphans(df, w, target)
                 df = flag_unique_conflicts(df, denied, self.tp, self.validator.by_source)
-                if self.tp.unique_sets() and (keyed or target.dialect == "sqlite"):
+                if repeats:
                     df = self._flag_repeats_of_landed(df, w, target)
                 valid, errors, audits = self.validator.split(df)
                 w.write_all(valid, errors, audits)
@@ -132,11 +134,10 @@ class TableRunner:
             tcols = [tp.target_column(c) for c in cols] + [tp.target_column(k) for k in tp.primary_key]
             present = pl.all_horizontal([pl.col(o).is_not_null() for o in outs])
             keys = df.filter(present).select(outs).unique()
+            schema = {**keys.schema, **dict(zip(pk_seen, df.select(pk_outs).dtypes))}
             found = [w.existing_rows(t, tcols, keys.get_column(outs[0]).to_list()) for t in places]
-            held = pl.concat([f.rename(dict(zip(f.columns, outs + pk_seen)))
-                              .cast({**keys.schema, **dict(zip(pk_seen, df.select(pk_outs).dtypes))}, strict=False)
-                              for f in found if f.width and f.height]
-                             or [pl.DataFrame(schema={**keys.schema, **dict(zip(pk_seen, df.select(pk_outs).dtypes))})])
+            held = pl.concat([pl.DataFrame(schema=schema)] + [f.rename(dict(zip(f.columns, schema))).cast(schema, strict=False)
+                                                              for f in found if f.height])
             other = (df.select(outs + pk_outs).join(held, on=outs, how="inner", nulls_equal=False)
                      .filter(~pl.all_horizontal([pl.col(a).eq_missing(pl.col(b)) for a, b in zip(pk_outs, pk_seen)]))
                      .select(pk_outs).unique().with_columns(pl.lit(True).alias("__held")))
