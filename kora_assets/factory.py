@@ -26,6 +26,7 @@ from kora_assets.partitions import partitions_def
 from kora_assets.plan.loader import parents
 from kora_assets.plan.model import Plan
 from kora_assets.timing import phase, progress_log
+from kora_assets.workers import load_ahead
 from kora_assets.workers.partition_task import PartitionResult, PartitionTask
 from resources.databases import DatabaseResource, bind_plan
 from resources.ray_cluster import RayResource
@@ -122,10 +123,14 @@ def run_partitions(context, plan: Plan, table: str, keys: list[str], ray_cluster
         context.log.info(line)
         progress_log.info(line)
 
-    pool = WorkerPool.shared(plan, ray_cluster.num_workers or plan.settings.workers).warm()
-    with phase(table, "semantic types", context):
-        _prime_semantics(context, plan, table)
-    results = pool.run([PartitionTask(table, k, context.run_id) for k in keys], redis_url, progress)
+    ahead = load_ahead.active()
+    if ahead is not None and ahead.claims(table, context.run_id, keys):  # kora migrate queued them already
+        results = ahead.wait(table, progress)
+    else:
+        pool = WorkerPool.shared(plan, ray_cluster.num_workers or plan.settings.workers).warm()
+        with phase(table, "semantic types", context):
+            _prime_semantics(context, plan, table)
+        results = pool.run([PartitionTask(table, k, context.run_id) for k in keys], redis_url, progress)
     failed = [r for r in results if r.error]
     if failed:
         lines = "\n".join(f"- partition {r.partition_key}: {r.error}" for r in failed[:20])

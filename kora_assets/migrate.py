@@ -21,6 +21,7 @@ from kora_assets.naming import asset_key
 from kora_assets.partitions import partitions_def
 from kora_assets.plan.loader import load_order, parents
 from kora_assets.plan.model import Plan
+from kora_assets.workers import load_ahead
 
 log = logging.getLogger("kora.migrate")
 QUIET = {"loggers": {"console": {"config": {"log_level": "WARNING"}}}}
@@ -82,40 +83,72 @@ def migrate(plan: Plan, instance: dg.DagsterInstance, tables: list[str] | None =
     whole-migration checks (a caller that recovers first runs ``after_migration`` itself)."""
     defs = build_definitions(plan)
     partition_checks = build_partition_checks(plan)
-    order = [t for t in load_order(plan) if not tables or t in tables]
+    order = run_order(plan, [t for t in load_order(plan) if not tables or t in tables])
     outcome, failed = MigrationOutcome(), set()
-    for table in order:
-        parent = _blocked_by(plan, table, failed)
-        if parent:
-            failed.add(table)
-            outcome.tables.append(TableOutcome(table, "skipped", detail=f"parent {parent} did not complete"))
-            continue
-        key = asset_key(plan.name, plan.target_name(table))
-        keys = partitions_def(plan.tables[table]).get_partition_keys(dynamic_partitions_store=instance)
-        t0 = time.perf_counter()
-        log.info("%s: %d partition(s)", table, len(keys))
-        with_checks = [c for c in partition_checks if key in {k.asset_key for k in c.check_keys}]
-        result = dg.materialize(
-            [defs.get_assets_def(key), *with_checks], instance=instance, resources=defs.resources, run_config=QUIET,
-            tags={"dagster/asset_partition_range_start": keys[0], "dagster/asset_partition_range_end": keys[-1],
-                  "kora/launched_by": "kora migrate"},
-            raise_on_error=False)
-        secs = time.perf_counter() - t0
-        status, detail = "ok", ""
-        blocked = [ev for ev in result.get_asset_check_evaluations()
-                   if not ev.passed and ev.blocking and ev.partition is None]
-        if blocked:
-            status = "check_failed"
-            detail = "; ".join(f"{ev.check_name}: {ev.description or 'failed'}" for ev in blocked)
-        elif not result.success:
-            status, detail = "failed", _failure_text(result)
-        if status != "ok":
-            failed.add(table)
-        outcome.tables.append(TableOutcome(table, status, secs, detail, len(keys), _conserved_counts(result)))
-        release_free_heap()
+    ahead, run_ids = load_ahead.start(plan, order, dict(defs.resources))
+    try:
+        for table in order:
+            _migrate_table(plan, instance, defs, partition_checks, table, run_ids[table], outcome, failed)
+            if ahead is not None:
+                ahead.run_done(table, table not in failed)
+    finally:
+        load_ahead.finish()
     if post_checks:
         after_migration(plan, instance, outcome, tables, defs)
     return outcome
+
+
+def run_order(plan: Plan, order: list[str]) -> list[str]:
+    """FK order, the table with the fewest partitions first among those whose parents are done:
+    the big tables load (ahead) under the small ones' checks, and only the biggest table's
+    keys, indexes and checks are left at the end, not a small table's after it."""
+    size = {t: len(partitions_def(plan.tables[t]).get_partition_keys()) for t in order}
+    rank = {t: i for i, t in enumerate(order)}
+    out: list[str] = []
+    while len(out) < len(order):
+        ready = [t for t in order if t not in out and all(p in out or p not in rank for p in parents(plan, t))]
+        out.append(min(ready, key=lambda t: (size[t], rank[t])))
+    return out
+
+
+def _migrate_table(plan: Plan, instance: dg.DagsterInstance, defs: dg.Definitions, partition_checks: list,
+                   table: str, run_id: str, outcome: MigrationOutcome, failed: set[str]) -> None:
+    """One table's Dagster run (its partitions, its checks), under the run id loading ahead used."""
+    parent = _blocked_by(plan, table, failed)
+    if parent:
+        failed.add(table)
+        outcome.tables.append(TableOutcome(table, "skipped", detail=f"parent {parent} did not complete"))
+        return
+    key = asset_key(plan.name, plan.target_name(table))
+    keys = partitions_def(plan.tables[table]).get_partition_keys(dynamic_partitions_store=instance)
+    t0 = time.perf_counter()
+    log.info("%s: %d partition(s)", table, len(keys))
+    with_checks = [c for c in partition_checks if key in {k.asset_key for k in c.check_keys}]
+    result = _materialize([defs.get_assets_def(key), *with_checks], instance, defs.resources, run_id,
+                          tags={"dagster/asset_partition_range_start": keys[0],
+                                "dagster/asset_partition_range_end": keys[-1], "kora/launched_by": "kora migrate"})
+    secs = time.perf_counter() - t0
+    status, detail = "ok", ""
+    blocked = [ev for ev in result.get_asset_check_evaluations()
+               if not ev.passed and ev.blocking and ev.partition is None]
+    if blocked:
+        status = "check_failed"
+        detail = "; ".join(f"{ev.check_name}: {ev.description or 'failed'}" for ev in blocked)
+    elif not result.success:
+        status, detail = "failed", _failure_text(result)
+    if status != "ok":
+        failed.add(table)
+    outcome.tables.append(TableOutcome(table, status, secs, detail, len(keys), _conserved_counts(result)))
+    release_free_heap()
+
+
+def _materialize(assets: list, instance: dg.DagsterInstance, resources: dict, run_id: str,
+                 tags: dict) -> dg.ExecuteInProcessResult:
+    """``dg.materialize`` with a run id chosen beforehand (the one loading ahead queued under)."""
+    job = dg.define_asset_job("__ephemeral_asset_job__")
+    d = dg.Definitions(jobs=[job], assets=assets, resources=resources)
+    return d.resolve_job_def(job.name).execute_in_process(run_config=QUIET, instance=instance, run_id=run_id,
+                                                          tags=tags, raise_on_error=False)
 
 
 def _conserved_counts(result) -> dict[str, int] | None:

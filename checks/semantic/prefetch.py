@@ -24,15 +24,18 @@ def start(plan, table: str, partition_keys: list[str], run_id: str, threshold: f
     """Begin the scan the semantic check of this run will ask for (see its ``_semantic``)."""
     from checks.semantic.assetcheck import semantic_report
 
-    for key in [k for k in _PENDING if k[0] != run_id]:  # a run that never asked: drop its report
-        _PENDING.pop(key).cancel()
+    key = (run_id, plan.name, table, tuple(partition_keys), threshold)
+    if key in _PENDING:  # started when the rows landed, before the run (``kora migrate`` loading ahead)
+        return
+    for k in [k for k in _PENDING if k[0] != run_id and k[1:3] == key[1:3]]:  # a run that never asked
+        _PENDING.pop(k).cancel()
     if len(partition_keys) == 1:
         fut = _POOL.submit(semantic_report, plan, table, partition_keys[0], threshold=threshold,
                            landed_rows=landed_rows)
     else:  # a backfill: the anomalies are scanned once over the whole table
         fut = _POOL.submit(semantic_report, plan, table, "all", threshold=threshold, record=False,
                            landed_rows=landed_rows)
-    _PENDING[(run_id, plan.name, table, tuple(partition_keys), threshold)] = fut
+    _PENDING[key] = fut
 
 
 def take(plan, table: str, partition_keys: list[str], run_id: str, threshold: float):

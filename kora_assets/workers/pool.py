@@ -10,6 +10,7 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
+import time
 import uuid
 from collections.abc import Callable
 
@@ -58,38 +59,72 @@ class WorkerPool:
         """Run all tasks on the pool; results in completion order, one per task."""
         if not tasks:
             return []
-        self.warm()
-        run_key = f"{tasks[0].run_id}-{uuid.uuid4().hex[:8]}"
-        q = TaskQueue(redis_url, run_key)
-        q.push(tasks)
-        running = {self.actors[n].drain.remote(redis_url, run_key): n for n in list(self.actors)}
-        seen, results = 0, []
+        session = self.session(redis_url, f"{tasks[0].run_id}-{uuid.uuid4().hex[:8]}")
+        results: list[PartitionResult] = []
         try:
-            while running:
-                ready, _ = ray.wait(list(running), timeout=0.5)
-                for ref in ready:
-                    name = running.pop(ref)
-                    try:
-                        ray.get(ref)
-                    except ray.exceptions.RayActorError:
-                        n = q.requeue_inflight(name)
-                        log.warning("worker %s died; re-queued %d task(s) and started a replacement", name, n)
-                        self.actors.pop(name, None)
-                        new = self._spawn()
-                        running[self.actors[new].drain.remote(redis_url, run_key)] = new
-                if not running and q.pending():
-                    # Every actor finished while a requeued task appeared: keep draining.
-                    running = {self.actors[n].drain.remote(redis_url, run_key): n for n in list(self.actors)}
-                fresh = q.done(seen)
-                seen += len(fresh)
-                for d in fresh:
-                    r = PartitionResult(**d)
+            session.add(tasks)
+            while len(results) < len(tasks):
+                for r in session.poll():
                     results.append(r)
                     if on_result:
                         on_result(r)
         finally:
-            q.clear()
+            session.close()
         return results
+
+    def session(self, redis_url: str, run_key: str) -> PoolSession:
+        return PoolSession(self.warm(), redis_url, run_key)
 
     def pids(self) -> dict[str, int]:
         return {n: ray.get(a.pid.remote()) for n, a in self.actors.items()}
+
+
+class PoolSession:
+    """One shared queue the pool's actors drain: tasks may be added while others run (``kora
+    migrate`` adds a table's partitions as soon as its parents have landed), and ``poll``
+    returns the results that came back since the last call.
+
+    An actor's ``drain`` returns when the queue is empty; adding tasks sends the idle ones
+    back to it. A worker that dies mid-partition (its transaction rolls back in the target)
+    gets its tasks re-queued and a replacement actor; the partition is then done again.
+    """
+
+    def __init__(self, pool: WorkerPool, redis_url: str, run_key: str):
+        self.pool, self.redis_url = pool, redis_url
+        self.q = TaskQueue(redis_url, run_key)
+        self.running: dict[object, str] = {}  # drain call -> actor name
+        self.seen = 0
+
+    def add(self, tasks: list[PartitionTask], rank: list[str] = ()) -> None:
+        self.q.add(tasks, rank)  # the run key is new: nothing stale to clear first
+        self._kick()
+
+    def _kick(self) -> None:
+        """Every actor without a drain call in flight gets one."""
+        busy = set(self.running.values())
+        for name in [n for n in list(self.pool.actors) if n not in busy]:
+            self.running[self.pool.actors[name].drain.remote(self.redis_url, self.q.run_key)] = name
+
+    def poll(self, timeout: float = 0.5) -> list[PartitionResult]:
+        if self.running:
+            ready, _ = ray.wait(list(self.running), timeout=timeout)
+        else:
+            ready = []
+            time.sleep(timeout)
+        for ref in ready:
+            name = self.running.pop(ref)
+            try:
+                ray.get(ref)
+            except ray.exceptions.RayActorError:
+                n = self.q.requeue_inflight(name)
+                log.warning("worker %s died; re-queued %d task(s) and started a replacement", name, n)
+                if self.pool.actors.pop(name, None) is not None:
+                    self.pool._spawn()
+        if ready and self.q.pending():  # a requeued task, or tasks added while an actor finished
+            self._kick()
+        fresh = self.q.done(self.seen)
+        self.seen += len(fresh)
+        return [PartitionResult(**d) for d in fresh]
+
+    def close(self) -> None:
+        self.q.clear()

@@ -26,9 +26,18 @@ class TaskQueue:
         return f"{self._k}:inflight:{worker}"
 
     def push(self, tasks: list[PartitionTask]) -> None:
+        """A fresh queue holding ``tasks``."""
         tables = list(dict.fromkeys(t.table for t in tasks))
-        pipe = self.r.pipeline()
-        pipe.delete(f"{self._k}:tables", f"{self._k}:done", *[self._table_q(t) for t in tables])
+        self.r.delete(f"{self._k}:tables", f"{self._k}:done", *[self._table_q(t) for t in tables])
+        self.add(tasks)
+
+    def add(self, tasks: list[PartitionTask], rank: list[str] = ()) -> None:
+        """Append tasks; idle workers take the tables in ``rank`` order (then in arrival order)."""
+        known = [t.decode() for t in self.r.lrange(f"{self._k}:tables", 0, -1)]
+        tables = list(dict.fromkeys(known + [t.table for t in tasks]))
+        tables.sort(key=lambda t: rank.index(t) if t in rank else len(rank))
+        pipe = self.r.pipeline()  # one MULTI: a pulling worker never sees the list half rewritten
+        pipe.delete(f"{self._k}:tables")
         pipe.rpush(f"{self._k}:tables", *tables)
         for t in tasks:
             pipe.rpush(self._table_q(t.table), t.encode())
@@ -49,6 +58,13 @@ class TaskQueue:
         pipe.lrem(self._inflight(worker), 1, task.encode())
         pipe.rpush(f"{self._k}:done", json.dumps(result))
         pipe.execute()
+
+    def drop(self, table: str) -> int:
+        """Take a table's queued tasks off the queue (not those in flight); how many."""
+        pipe = self.r.pipeline()
+        pipe.llen(self._table_q(table))
+        pipe.delete(self._table_q(table))
+        return int(pipe.execute()[0])
 
     def requeue_inflight(self, worker: str) -> int:
         """Give a dead worker's tasks back to the queue (front, they were next)."""
