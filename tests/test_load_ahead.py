@@ -6,23 +6,15 @@ import time
 
 import pytest
 
-from kora_assets.dbio.connections import Database
 from kora_assets.definitions import build_resources
 from kora_assets.migrate import migrate, run_order
 from kora_assets.naming import asset_key
 from kora_assets.plan.loader import load_order, parse_plan
 from kora_assets.workers import load_ahead
 from tests import shop_fixture as shop
+from tests.test_migrate_e2e import _rows
 
 pytestmark = pytest.mark.usefixtures("ray_local", "redis_url")
-
-
-def _rows(url: str, sql: str) -> list[tuple]:
-    db = Database(url, "target")
-    with db.engine.connect() as c:
-        rows = [tuple(r) for r in c.exec_driver_sql(sql)]
-    db.engine.dispose()
-    return rows
 
 
 def _plan(tmp_path, pg_db):
