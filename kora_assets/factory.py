@@ -168,12 +168,10 @@ def _scan_semantics_meanwhile(context, plan: Plan, table: str, key: dg.AssetKey,
 
 def _prime_semantics(context, plan: Plan, table: str) -> None:
     """Infer the table's semantic types once, here, and store them for the workers to read."""
-    try:
-        from checks.semantic.runtime import prime_table
+    from checks.semantic.runtime import prime_or_reason
 
-        prime_table(plan, table)
-    except Exception as exc:  # semantic types are an accelerator, never a reason to stop
-        context.log.warning(f"{table}: semantic types not inferred ({explain(exc)}); plan rules only")
+    if reason := prime_or_reason(plan, table):
+        context.log.warning(f"{table}: semantic types not inferred ({reason}); plan rules only")
 
 
 def _queue_unique_conflicts(context, plan: Plan, table: str, results: list[PartitionResult],

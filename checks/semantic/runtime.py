@@ -265,6 +265,18 @@ def prime_table(plan, table: str, *, sample: pl.DataFrame | None = None, use_mod
         return ts
 
 
+def prime_or_reason(plan, table: str) -> str | None:
+    """``prime_table`` for a caller that goes on without semantic types (they sharpen the
+    validation, never gate it): None, or why they were not inferred."""
+    try:
+        prime_table(plan, table)
+    except Exception as exc:
+        from kora_assets.errors import explain
+
+        return explain(exc)
+    return None
+
+
 def _save(store, plan, table: str, tp, ts: TableSemantics, columns: list[str]) -> None:
     rows = {c: {"spec_key": spec_key(tp.columns[c]), "semantic_type": ts.columns[c].semantic_type,
                 "inferred": ts.columns[c].inferred, "confidence": ts.columns[c].confidence,

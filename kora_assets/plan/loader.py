@@ -177,6 +177,17 @@ def parents(plan: Plan, table: str) -> list[str]:
                    if fk.references != table and fk.references in plan.tables})
 
 
+def ancestors(plan: Plan, table: str) -> set[str]:
+    """Every table the table's rows depend on: its parents, theirs, and so on."""
+    out, todo = set(), list(parents(plan, table))
+    while todo:
+        p = todo.pop()
+        if p not in out:
+            out.add(p)
+            todo.extend(parents(plan, p))
+    return out
+
+
 def load_order(plan: Plan) -> list[str]:
     """Tables with parents before children; a cycle is a specific error."""
     order, state = [], {}

@@ -26,7 +26,7 @@ from collections.abc import Callable
 from kora_assets.bookkeeping.ledger import ledger_partitions
 from kora_assets.errors import explain
 from kora_assets.partitions import partitions_def
-from kora_assets.plan.loader import parents
+from kora_assets.plan.loader import ancestors, parents
 from kora_assets.plan.model import Plan
 from kora_assets.workers.partition_task import PartitionResult, PartitionTask
 
@@ -35,13 +35,13 @@ _ACTIVE: LoadAhead | None = None
 
 
 class LoadAhead:
-    def __init__(self, plan: Plan, order: list[str], run_ids: dict[str, str], session):
-        self.plan, self.order, self.run_ids, self.session = plan, order, run_ids, session
+    def __init__(self, plan: Plan, order: list[str], run_ids: dict[str, str], session, target):
+        self.plan, self.order, self.run_ids, self.session, self.target = plan, order, run_ids, session, target
         self.keys = {t: partitions_def(plan.tables[t]).get_partition_keys() for t in order}
         self.results: dict[str, list[PartitionResult]] = {t: [] for t in order}
         self.inbox: dict[str, queue.Queue] = {t: queue.Queue() for t in order}
         self.submitted: set[str] = set()
-        self.fresh = {t: not ledger_partitions(session_target(plan), t) for t in order}  # nothing landed yet
+        self.fresh = {t: not ledger_partitions(target, t) for t in order}  # nothing landed yet
         self.succeeded: set[str] = set()
         self.blocked: set[str] = set()  # failed runs, and tables whose partitions were taken out
         self.lock = threading.Lock()
@@ -90,7 +90,7 @@ class LoadAhead:
             time.sleep(0.1)
         landed = [r.partition_key for r in self.results[table] if not r.error]
         if landed:
-            remove_partitions(session_target(self.plan), self.plan, table, landed)
+            remove_partitions(self.target, self.plan, table, landed)
             log.warning("%s: a parent's run failed; its %d partition(s) loaded ahead were taken out again",
                         table, len(landed))
 
@@ -115,7 +115,11 @@ class LoadAhead:
         return len(done) == len(self.keys[table]) and not any(r.error for r in done)
 
     def _submit(self, table: str) -> None:
-        _prime(self.plan, table)
+        """Its semantic types first (the workers read them, as ``factory.run_partitions`` does), then its tasks."""
+        from checks.semantic.runtime import prime_or_reason
+
+        if reason := prime_or_reason(self.plan, table):
+            log.warning("%s: semantic types not inferred (%s); plan rules only", table, reason)
         self.submitted.add(table)
         self.session.add([PartitionTask(table, k, self.run_ids[table]) for k in self.keys[table]], self.order)
 
@@ -157,22 +161,6 @@ class LoadAhead:
                            sum(r.landed for r in self.results[table]))
 
 
-def ancestors(plan: Plan, table: str) -> set[str]:
-    out, todo = set(), list(parents(plan, table))
-    while todo:
-        p = todo.pop()
-        if p not in out:
-            out.add(p)
-            todo.extend(parents(plan, p))
-    return out
-
-
-def session_target(plan: Plan):
-    from kora_assets.dbio.connections import Database
-
-    return Database(plan.target.url, "target")
-
-
 def remove_partitions(target, plan: Plan, table: str, keys: list[str]) -> None:
     """Rows, queued errors, fix audits and ledger rows of these partitions, in one transaction."""
     from kora_assets.bookkeeping.tables import bookkeeping_table
@@ -188,16 +176,6 @@ def remove_partitions(target, plan: Plan, table: str, keys: list[str]) -> None:
             for book in ("error_queue", "fix_audit", "partition_ledger"):
                 c.exec_driver_sql(f"DELETE FROM {bookkeeping_table(target, book)} "
                                   "WHERE table_name = %s AND partition_key = %s", (table, k))
-
-
-def _prime(plan: Plan, table: str) -> None:
-    """The table's semantic types, stored for the workers before its first task (see factory)."""
-    try:
-        from checks.semantic.runtime import prime_table
-
-        prime_table(plan, table)
-    except Exception as exc:  # an accelerator, never a reason to stop
-        log.warning("%s: semantic types not inferred (%s); plan rules only", table, explain(exc))
 
 
 def start(plan: Plan, order: list[str], resources: dict) -> tuple[LoadAhead | None, dict[str, str]]:
@@ -226,7 +204,7 @@ def start(plan: Plan, order: list[str], resources: dict) -> tuple[LoadAhead | No
     except Exception as exc:
         log.info("not loading ahead: %s", explain(exc))
         return None, run_ids
-    _ACTIVE = LoadAhead(bound, order, run_ids, session)
+    _ACTIVE = LoadAhead(bound, order, run_ids, session, target)
     _ACTIVE.thread.start()
     return _ACTIVE, run_ids
 
