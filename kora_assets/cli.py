@@ -85,7 +85,7 @@ def init(source_url, target_url, output, source_schema, target_schema, partition
     """Reflect the source schema and write a complete, commented migration plan."""
     _setup_logging(False)
     from kora_assets.dbio.connections import Database
-    from kora_assets.plan.infer import infer_plan, render_plan
+    from kora_assets.plan.infer import SEMANTIC_NOTES, infer_plan, render_plan
     from kora_assets.plan.loader import parse_plan
 
     out = Path(output)
@@ -98,11 +98,22 @@ def init(source_url, target_url, output, source_schema, target_schema, partition
                                   target_schema=None if target_url.startswith("sqlite") else target_schema,
                                   partition_rows=partition_rows, tables=tables.split(",") if tables else None)
         text = render_plan(plan, counts, src.display)
-        parse_plan(text, source=str(out), require_env=False)  # what we write must load
+        written = parse_plan(text, source=str(out), require_env=False)  # what we write must load
     except Exception as exc:
         _fail(explain(exc))
     out.write_text(text, encoding="utf-8")
     click.echo(f"wrote {out}: {len(counts)} table(s), {sum(counts.values()):,} rows. Next: kora migrate {out}")
+    if kept := _remember_semantics(written, plan.get(SEMANTIC_NOTES) or {}):
+        click.echo(f"kept {kept} inferred semantic type(s) in the target (kora.semantic_columns): "
+                   "kora migrate uses them instead of inferring again")
+
+
+def _remember_semantics(plan, notes: dict) -> int:
+    """init's classifier answers, stored where the migration looks first (see
+    ``checks.semantic.runtime.remember``); 0 when the target is not there yet."""
+    from checks.semantic.runtime import remember
+
+    return sum(remember(plan, t, {c: n.semantics for c, n in cols.items()}) for t, cols in notes.items() if cols)
 
 
 @main.command()

@@ -182,14 +182,11 @@ tables:
     assert queued >= {"xcvbnm qwrt", "jjjjjjjj"}
 
 
-def test_init_writes_inferred_types_with_confidence(tmp_path):
+def _patients(tmp_path):
+    """A SQLite source whose columns the classifier types: dates of birth, e-mails, remarks."""
     import sqlite3
 
-    import yaml
-
     from kora_assets.dbio.connections import Database
-    from kora_assets.plan.infer import infer_plan, render_plan
-    from kora_assets.plan.loader import parse_plan
 
     rng = random.Random(4)
     db = tmp_path / "legacy.db"
@@ -201,7 +198,16 @@ def test_init_writes_inferred_types_with_confidence(tmp_path):
                      for i in range(1, 120)])
     con.commit()
     con.close()
-    src = Database(f"sqlite:///{db}", "source")
+    return Database(f"sqlite:///{db}", "source")
+
+
+def test_init_writes_inferred_types_with_confidence(tmp_path):
+    import yaml
+
+    from kora_assets.plan.infer import infer_plan, render_plan
+    from kora_assets.plan.loader import parse_plan
+
+    src = _patients(tmp_path)
     plan, counts = infer_plan(src, "postgresql://postgres@127.0.0.1/x")
     text = render_plan(plan, counts, src.display)
     parse_plan(text, require_env=False)  # what init writes must load
@@ -210,3 +216,35 @@ def test_init_writes_inferred_types_with_confidence(tmp_path):
     assert "semantic" not in cols["id"] and "semantic" not in cols["remarks"]  # rule-less types: comments only
     assert "# semantic type inferred: birth_date (confidence" in text
     assert "# semantic: identifier  # suggestion (confidence" in text
+
+
+def test_init_keeps_its_inferences_in_the_target_for_the_migration(tmp_path, pg_db):
+    """The columns init's plan leaves untyped resolve from what init inferred, kept in the
+    target, with no model in the migration; a column whose plan changed since is inferred anew."""
+    import yaml
+
+    from kora_assets.cli import _remember_semantics
+    from kora_assets.plan.infer import SEMANTIC_NOTES, infer_plan, render_plan
+    from kora_assets.plan.loader import parse_plan
+
+    src = _patients(tmp_path)
+    plan, counts = infer_plan(src, pg_db)
+    text = render_plan(plan, counts, src.display)
+    notes = plan[SEMANTIC_NOTES]["patients"]
+    untyped = sorted(c for c, n in notes.items() if not n.written)
+    assert "remarks" in untyped and "email" not in untyped  # email became a `semantic:` field
+    assert _remember_semantics(parse_plan(text, require_env=False), plan[SEMANTIC_NOTES]) == len(untyped)
+
+    runtime.clear()
+    ts = runtime.prime_table(parse_plan(text, require_env=False), "patients", use_model=False, use_library=False)
+    for c in untyped:
+        assert (ts.columns[c].inferred, ts.columns[c].origin) == (notes[c].semantics.inferred, notes[c].semantics.origin)
+    assert ts.columns["email"].origin == "plan"
+    assert ts.model.startswith("not needed")
+
+    runtime.clear()
+    data = yaml.safe_load(text)
+    data["tables"]["patients"]["columns"]["remarks"]["type"] = "varchar(40)"
+    edited = parse_plan(yaml.safe_dump(data), require_env=False)
+    ts = runtime.prime_table(edited, "patients", use_model=False, use_library=False)
+    assert ts.columns["remarks"].origin == "none" and ts.columns["id"].origin == notes["id"].semantics.origin

@@ -297,6 +297,32 @@ def _save(store, plan, table: str, tp, ts: TableSemantics, columns: list[str]) -
         log.warning("kora: inferred semantic types not stored (%s); each process will infer its own", exc)
 
 
+def remember(plan, table: str, inferred: dict[str, ColumnSemantics]) -> int:
+    """Store ``kora init``'s inferences for the columns its plan leaves untyped, as a migration's
+    first inference would: the migration then reads them instead of loading the model and
+    classifying the same sample again before its first partition can load (a table's workers
+    wait for its types). Skipped, quietly, where the target cannot take them yet (not created,
+    or a URL naming an unset variable): the migration infers then. How many were stored."""
+    from checks.semantic.library import TypeStore
+
+    tp = plan.tables[table]
+    ts = _explicit(table, tp, today())
+    todo = [c for c, cs in ts.columns.items() if cs.origin == "none" and c in inferred and inferred[c].inferred]
+    if not todo:
+        return 0
+    try:
+        store = TypeStore(plan.target.url)
+        if not store.usable():
+            return 0
+        store.db.check()
+    except Exception as exc:
+        log.debug("inferred semantic types of %s not stored at init: %s", table, exc)
+        return 0
+    ts.columns.update({c: inferred[c] for c in todo})
+    _save(store, plan, table, tp, ts, todo)
+    return len(todo)
+
+
 def _block_into(ts: TableSemantics, plan, table: str, max_values: int = 20_000) -> None:
     """Columns whose plan says ``:block``: their anomalous source values become a deny rule."""
     from checks.semantic.anomaly import DEFAULT_THRESHOLD, find_anomalies

@@ -7,7 +7,7 @@ partition is one index range of similar size.
 """
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, NamedTuple
 
 import sqlalchemy as sa
 import yaml
@@ -160,12 +160,18 @@ def infer_plan(source: Database, target_url: str, *, schema: str | None = None, 
 SEMANTIC_NOTES = "_semantic_inference"
 
 
-def _infer_semantic(db: Database, table: str, cols: dict[str, Any], schema: str | None,
-                    rows: int = 500) -> dict[str, tuple[str, float, bool, str]]:
-    """Semantic types the classifier infers from a sample: writes ``semantic:`` into confident columns.
+class Inference(NamedTuple):
+    """What the classifier said about a column at ``kora init``."""
 
-    Returns ``{column: (type, confidence, written as a field, note)}``; empty without the model.
-    """
+    semantics: Any  # checks.semantic.runtime.ColumnSemantics
+    written: bool  # became the column's ``semantic:`` field
+    note: str
+
+
+def _infer_semantic(db: Database, table: str, cols: dict[str, Any], schema: str | None,
+                    rows: int = 500) -> dict[str, Inference]:
+    """Semantic types the classifier infers from a sample: writes ``semantic:`` into confident
+    columns; every column's answer, empty without the model."""
     try:
         import polars as pl
 
@@ -190,7 +196,7 @@ def _infer_semantic(db: Database, table: str, cols: dict[str, Any], schema: str 
         if write:
             cols[col]["semantic"] = cs.inferred
         note = cs.note or ("this type has no plausibility rules" if cs.origin == "inferred" and not cs.rules else "")
-        out[col] = (cs.inferred, cs.confidence, write, note)
+        out[col] = Inference(cs, write, note)
     return out
 
 
@@ -245,7 +251,8 @@ def _semantic_comments(lines: list[str], notes: dict) -> list[str]:
             col = stripped[:-1].strip("'\"")
             out.append(line)
             if col in notes:
-                stype, conf, written, note = notes[col]
+                stype, conf, written, note = (notes[col].semantics.inferred, notes[col].semantics.confidence,
+                                              notes[col].written, notes[col].note)
                 pad = " " * (indent + 2)
                 if written:
                     out.append(f"{pad}# semantic type inferred: {stype} (confidence {conf:.2f})")
