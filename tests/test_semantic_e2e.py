@@ -244,3 +244,35 @@ def test_anomaly_values_of_a_large_table_come_from_a_repeatable_block_sample(pg_
     with db.engine.connect() as c:
         assert c.exec_driver_sql(f"SELECT COUNT(*) FROM {part_from}").scalar() == 100
     db.engine.dispose()
+
+
+def test_an_early_scan_counts_in_the_library_only_once_its_check_takes_it(tmp_path, pg_db, dagster_instance):
+    """``kora migrate`` scans a table's anomalies as soon as its rows land (checks.semantic.prefetch),
+    before its run; if a parent's run then fails, those rows are taken out again, so what the
+    scan saw must reach the validation library only when the table's own check takes the report."""
+    import sqlalchemy as sa
+
+    from checks.semantic import prefetch
+    from checks.semantic.anomaly import DEFAULT_THRESHOLD
+    from kora_assets.migrate import migrate
+
+    src = _money_source(tmp_path / "crm.db", "accounts", "balance", {i: f"{i * 100:.2f}" for i in range(1, 31)}
+                        | {31: "25000.00"})
+    plan = parse_plan(LEDGER.format(name="crm", src=src, tgt=pg_db, table="accounts", column="balance",
+                                    rules=", rules: {max: 10000}"), require_env=False)
+    assert migrate(plan, dagster_instance).ok
+    engine = Database(pg_db, "target").engine
+
+    def hits() -> int:
+        with engine.begin() as c:
+            return c.execute(sa.text("SELECT COALESCE(SUM(fired), 0) FROM kora.validation_rule_hits "
+                                     "WHERE table_name = 'accounts'")).scalar()
+
+    assert hits() == 1  # the plan's max caught row 31
+    with engine.begin() as c:
+        c.execute(sa.text("DELETE FROM kora.validation_rule_hits"))
+    prefetch.start(plan, "accounts", ["all"], "early-run", DEFAULT_THRESHOLD)
+    prefetch._PENDING[("early-run", "crm", "accounts", ("all",), DEFAULT_THRESHOLD)].result()
+    assert hits() == 0  # scanned, not yet counted
+    report = prefetch.take(plan, "accounts", ["all"], "early-run", DEFAULT_THRESHOLD)
+    assert report.recorded_rules >= 1 and hits() == 1

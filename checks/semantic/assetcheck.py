@@ -285,13 +285,26 @@ def semantic_report(plan, table: str, partition_key: str, *, threshold: float = 
     if ts.model.startswith("unavailable"):
         report.notes.append(ts.model)
     if record:
-        try:
-            report.recorded_rules = record_in_library(plan, table, partition_key, ts, queue, report)
-        except Exception as exc:
-            report.notes.append(f"validation library not updated: {exc}")
-            log.warning("kora: validation rule library not updated: %s", exc)
+        _record(plan, queue, report)
     report.seconds = time.perf_counter() - t0
     return report
+
+
+def record_taken(plan, report: SemanticReport) -> None:
+    """Record a report scanned early (``checks.semantic.prefetch``) once its check takes it:
+    by then the run kept the rows it scanned (a table loaded ahead is taken out again if a
+    parent's run fails, and its hits must not count in the library)."""
+    target = Database(plan.target.url, "target")
+    _record(plan, _queue_rows(plan, report.table, report.partition_key, target), report)
+
+
+def _record(plan, queue: pl.DataFrame, report: SemanticReport) -> None:
+    try:
+        report.recorded_rules = record_in_library(plan, report.table, report.partition_key, report.semantics, queue,
+                                                  report)
+    except Exception as exc:
+        report.notes.append(f"validation library not updated: {exc}")
+        log.warning("kora: validation rule library not updated: %s", exc)
 
 
 def record_in_library(plan, table: str, partition_key: str, ts: TableSemantics, queue: pl.DataFrame,

@@ -29,13 +29,10 @@ def start(plan, table: str, partition_keys: list[str], run_id: str, threshold: f
         return
     for k in [k for k in _PENDING if k[0] != run_id and k[1:3] == key[1:3]]:  # a run that never asked
         _PENDING.pop(k).cancel()
-    if len(partition_keys) == 1:
-        fut = _POOL.submit(semantic_report, plan, table, partition_keys[0], threshold=threshold,
-                           landed_rows=landed_rows)
-    else:  # a backfill: the anomalies are scanned once over the whole table
-        fut = _POOL.submit(semantic_report, plan, table, "all", threshold=threshold, record=False,
-                           landed_rows=landed_rows)
-    _PENDING[key] = fut
+    # recorded in the library when the check takes it (``take``), a backfill's per partition
+    scanned = partition_keys[0] if len(partition_keys) == 1 else "all"  # a backfill: anomalies once over the table
+    _PENDING[key] = _POOL.submit(semantic_report, plan, table, scanned, threshold=threshold, record=False,
+                                 landed_rows=landed_rows)
 
 
 def take(plan, table: str, partition_keys: list[str], run_id: str, threshold: float):
@@ -44,7 +41,12 @@ def take(plan, table: str, partition_keys: list[str], run_id: str, threshold: fl
     if fut is None:
         return None
     try:
-        return fut.result()
+        report = fut.result()
     except Exception as exc:  # the check computes it itself and reports what goes wrong
         log.warning("kora: the early semantic scan of %s failed (%s); the check runs it again", table, exc)
         return None
+    if len(partition_keys) == 1:
+        from checks.semantic.assetcheck import record_taken
+
+        record_taken(plan, report)
+    return report
