@@ -285,7 +285,7 @@ def semantic_report(plan, table: str, partition_key: str, *, threshold: float = 
     if ts.model.startswith("unavailable"):
         report.notes.append(ts.model)
     if record:
-        _record(plan, queue, report)
+        _record(plan, report, queue)
     report.seconds = time.perf_counter() - t0
     return report
 
@@ -294,12 +294,15 @@ def record_taken(plan, report: SemanticReport) -> None:
     """Record a report scanned early (``checks.semantic.prefetch``) once its check takes it:
     by then the run kept the rows it scanned (a table loaded ahead is taken out again if a
     parent's run fails, and its hits must not count in the library)."""
-    target = Database(plan.target.url, "target")
-    _record(plan, _queue_rows(plan, report.table, report.partition_key, target), report)
+    _record(plan, report)
 
 
-def _record(plan, queue: pl.DataFrame, report: SemanticReport) -> None:
+def _record(plan, report: SemanticReport, queue: pl.DataFrame | None = None) -> None:
+    """What fired, into the library (the partition's queued rows read now unless given); a
+    library that cannot be written is a note on the report, never a failed check."""
     try:
+        if queue is None:
+            queue = _queue_rows(plan, report.table, report.partition_key, Database(plan.target.url, "target"))
         report.recorded_rules = record_in_library(plan, report.table, report.partition_key, report.semantics, queue,
                                                   report)
     except Exception as exc:

@@ -4,12 +4,12 @@ when torch sees one, else on the CPU.
 The checkpoint's forward pass in plain torch (``checks.semantic.minilm``: transformers'
 modelling import alone cost 3 CPU-s and ~220 MiB per process) with mean pooling over the
 attention mask and L2 normalisation (what sentence-transformers does for this model), loaded
-once per process from the package's own directory: nothing is ever fetched. Torch runs one intra-op thread
-for small batches (its thread pool spins for longer than a dozen texts take) and up to
-``KORA_TORCH_THREADS`` (default: the machine's cores, at most 4) for full ones: the encoder runs
-in the coordinating process while the workers are idle (checks, recovery). Texts are encoded in batches
-sorted by length (little padding), and every string's vector is cached, so a column's values
-are embedded once per process however many partitions ask.
+once per process from the package's own directory: nothing is ever fetched. Torch runs one
+intra-op thread for small batches (its thread pool spins for longer than a dozen texts take)
+and up to ``KORA_TORCH_THREADS`` (default: the machine's cores, at most 4) for full ones: the
+encoder runs in the coordinating process while the workers are idle (checks, recovery). Texts
+are encoded in batches sorted by length (little padding), and every string's vector is cached,
+so a column's values are embedded once per process however many partitions ask.
 
 ``KORA_DEVICE`` (``cpu``, ``cuda``, ``cuda:1``) overrides the choice; the vectors agree with
 the CPU's to ~1e-6 (``bench/gpu_encoder_check.py`` checks it on a GPU machine), so thresholds
