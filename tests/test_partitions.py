@@ -93,7 +93,8 @@ def test_queue_over_embedded_redis():
     from resources.redis_bus import start_embedded_redis
 
     q = TaskQueue(start_embedded_redis(), "unit")
-    q.push([PartitionTask("a", "..10", "r"), PartitionTask("b", "all", "r"), PartitionTask("a", "10..", "r")])
+    q.clear()  # a fresh queue
+    q.add([PartitionTask("a", "..10", "r"), PartitionTask("b", "all", "r"), PartitionTask("a", "10..", "r")])
     assert q.pull("w1", prefer=["b"]) == PartitionTask("b", "all", "r")  # warm table first
     t = q.pull("w1", prefer=["b"])
     assert t == PartitionTask("a", "..10", "r")

@@ -147,7 +147,6 @@ class LoadAhead:
             for box in self.inbox.values():
                 box.put(RuntimeError(f"the worker pool stopped: {explain(exc)}"))
 
-
     def _scan_semantics(self, table: str) -> None:
         """The semantic anomaly scan of the landed rows, started now on its own thread: the
         table's semantic check takes the report (``checks.semantic.prefetch``). Not for a table

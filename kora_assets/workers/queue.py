@@ -25,12 +25,6 @@ class TaskQueue:
     def _inflight(self, worker: str) -> str:
         return f"{self._k}:inflight:{worker}"
 
-    def push(self, tasks: list[PartitionTask]) -> None:
-        """A fresh queue holding ``tasks``."""
-        tables = list(dict.fromkeys(t.table for t in tasks))
-        self.r.delete(f"{self._k}:tables", f"{self._k}:done", *[self._table_q(t) for t in tables])
-        self.add(tasks)
-
     def add(self, tasks: list[PartitionTask], rank: list[str] = ()) -> None:
         """Append tasks; idle workers take the tables in ``rank`` order (then in arrival order)."""
         known = [t.decode() for t in self.r.lrange(f"{self._k}:tables", 0, -1)]
