@@ -98,3 +98,31 @@ def test_pipelined_writes_surface_a_failed_copy_before_the_ledger():
             p.write_all(pl.DataFrame({"x": [2]}), empty, empty)  # runs on the thread, fails there
             p.record_ledger(2)  # waits for the chunk in flight first: the failure stops it here
     assert len(w.chunks) == 1 and w.ledger is None
+
+
+def test_a_table_run_on_an_existing_target_does_not_queue_for_the_error_queue_lock(tmp_path, pg_db):
+    """Every table run ensures the target schema while the workers hold partition transactions
+    that wrote the error queue. ``CREATE INDEX IF NOT EXISTS`` locks the table before it finds
+    the index there: it waited for such a transaction (and the workers' next ones behind it).
+    What exists is looked up first now; what is missing is still created."""
+    import threading
+
+    import psycopg
+
+    plan = _plan(f"sqlite:///{tmp_path / 'unused.db'}", pg_db, [10])
+    target = Database(pg_db, "target")
+    ensure_target_schema(target, plan)
+    worker = psycopg.connect(target.psycopg_conninfo())  # a partition transaction, still open
+    worker.execute("DELETE FROM kora.error_queue WHERE table_name = 'items' AND partition_key = '..10'")
+    done = threading.Event()
+    threading.Thread(target=lambda: (ensure_target_schema(target, plan), done.set()), daemon=True).start()
+    try:
+        assert done.wait(10), "ensure_target_schema waited for an open partition transaction"
+    finally:
+        worker.rollback()
+        worker.close()
+    with target.engine.begin() as c:
+        c.exec_driver_sql("DROP INDEX kora.error_queue_status")
+    ensure_target_schema(target, plan)
+    with target.engine.connect() as c:
+        assert c.exec_driver_sql("SELECT to_regclass('kora.error_queue_status') IS NOT NULL").scalar()

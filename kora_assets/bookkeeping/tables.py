@@ -14,6 +14,8 @@ values may hold NUL characters, which ``jsonb`` refuses and a steward still need
 """
 from __future__ import annotations
 
+import re
+
 from kora_assets.dbio.connections import Database
 from kora_assets.naming import KORA_SCHEMA
 
@@ -131,3 +133,15 @@ def bookkeeping_table(db: Database, name: str) -> str:
 def bookkeeping_ddl(db: Database) -> list[str]:
     text = _SQLITE if db.dialect == "sqlite" else _PG
     return [s.strip() for s in text.split(";") if s.strip()]
+
+
+def bookkeeping_relations(db: Database) -> list[str]:
+    """Every table and index ``bookkeeping_ddl`` creates, as names ``to_regclass`` (PostgreSQL)
+    or ``sqlite_master`` (SQLite) knows them: an index lives in its table's schema."""
+    names = []
+    for stmt in bookkeeping_ddl(db):
+        if m := re.match(r"CREATE INDEX IF NOT EXISTS (\S+) ON (?:(\w+)\.)?", stmt):
+            names.append(f"{m[2]}.{m[1]}" if m[2] else m[1])
+        elif m := re.match(r"CREATE TABLE IF NOT EXISTS (\S+)", stmt):
+            names.append(m[1])
+    return names
