@@ -52,6 +52,31 @@ def test_parent_keys_hold_only_the_current_tables_parents_and_not_huge_ones(pg_d
     assert ParentKeyCache(max_rows=2).keys(db, "parent", '"public"."parent"', ["id"]) is None  # 3 landed > 2
 
 
+def test_integer_parent_keys_read_as_one_array_equal_the_rows(pg_db):
+    """Each integer width, negative and extreme values, NULLs left out, an empty parent; text
+    keys take the row-wise read. Compared with the keys read row by row (connectorx)."""
+    import connectorx as cx
+    import polars as pl
+
+    from kora_assets.workers.parent_keys import _integer_keys, _read_keys
+
+    db = Database(pg_db, "target")
+    with db.engine.begin() as c:
+        c.exec_driver_sql("CREATE TABLE public.p (a smallint, b int, c bigint, d text)")
+        c.exec_driver_sql("INSERT INTO public.p VALUES (-32768, -2147483648, -9223372036854775808, 'x'), "
+                          "(32767, 2147483647, 9223372036854775807, 'y'), (NULL, NULL, NULL, NULL), (0, 7, 42, 'z')")
+        c.exec_driver_sql("CREATE TABLE public.empty (id bigint)")
+    for col, dtype in (("a", pl.Int16), ("b", pl.Int32), ("c", pl.Int64)):
+        got = _read_keys(db, '"public"."p"', [col])
+        rowwise = pl.from_arrow(cx.read_sql(db.connectorx_url, f"SELECT {col} FROM public.p WHERE {col} IS NOT NULL",
+                                            return_type="arrow")).sort(col)
+        assert got.schema == {col: dtype} and got.equals(rowwise), (col, got, rowwise)
+    assert _integer_keys(db, '"public"."p"', "d") is None  # not an integer: read row by row
+    assert sorted(_read_keys(db, '"public"."p"', ["d"])["d"].to_list()) == ["x", "y", "z"]
+    assert _read_keys(db, '"public"."empty"', ["id"]).schema == {"id": pl.Int64}
+    assert _read_keys(db, '"public"."empty"', ["id"]).height == 0
+
+
 def test_single_integer_keys_are_found_by_binary_search():
     """Pure logic: the sorted-key lookup agrees with a set lookup, nulls stay null (no
     reference), values outside the parent's integer type are simply not found."""
