@@ -47,6 +47,7 @@ def sample_texts(n: int, seed: int) -> list[str]:
 
 def encode_all(device: str, model: Path | None, texts: list[str]):
     os.environ["KORA_DEVICE"] = device
+    os.environ["KORA_ENCODER_PRECISION"] = "float32"  # the CPU reference in float32 (bfloat16 on CPUs that have it)
     from checks.semantic.encoder import Encoder
 
     enc = Encoder(model)
