@@ -126,3 +126,23 @@ def test_a_table_run_on_an_existing_target_does_not_queue_for_the_error_queue_lo
     ensure_target_schema(target, plan)
     with target.engine.connect() as c:
         assert c.exec_driver_sql("SELECT to_regclass('kora.error_queue_status') IS NOT NULL").scalar()
+
+
+def test_a_sqlite_target_is_made_wal_when_its_schema_is_created(tmp_path):
+    """The journal mode is switched once, by the process that creates the target: switching it
+    needs the file to itself, and a worker that switched it while the coordinator read the new
+    target failed its partition with "database is locked" (seen once in CI). A worker's
+    connection then finds WAL set and opens while another connection holds a read transaction."""
+    plan = _plan(f"sqlite:///{tmp_path / 'unused.db'}", f"sqlite:///{tmp_path / 'tgt.db'}", [10])
+    target = Database(f"sqlite:///{tmp_path / 'tgt.db'}", "target")
+    ensure_target_schema(target, plan)
+    reader = sqlite3.connect(tmp_path / "tgt.db", isolation_level=None)
+    try:
+        assert reader.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
+        reader.execute("BEGIN")
+        reader.execute("SELECT COUNT(*) FROM items").fetchone()  # a read transaction, left open
+        worker = target.sqlite_connect()
+        assert worker.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
+        worker.close()
+    finally:
+        reader.close()

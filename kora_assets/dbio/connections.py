@@ -100,7 +100,7 @@ class Database:
 
     def sqlite_connect(self) -> sqlite3.Connection:
         con = sqlite3.connect(self.url.database, timeout=60, isolation_level=None)
-        con.execute("PRAGMA journal_mode=WAL")
+        use_wal(con)
         return con
 
     def quote(self, ident: str) -> str:
@@ -110,6 +110,16 @@ class Database:
         if schema and self.dialect != "sqlite":
             return f"{self.quote(schema)}.{self.quote(table)}"
         return self.quote(table)
+
+
+def use_wal(con) -> None:
+    """WAL journaling (readers never block the loader's writes). The mode is stored in the file,
+    so it is switched once, by whoever creates the target; switching needs the file to itself
+    and can fail at once with "database is locked" while another connection reads (seen when a
+    worker switched a freshly created target while the coordinator read it), so a connection
+    that finds WAL set leaves it alone. ``con``: a DB-API connection outside a transaction."""
+    if str(con.execute("PRAGMA journal_mode").fetchone()[0]).lower() != "wal":
+        con.execute("PRAGMA journal_mode=WAL")
 
 
 def _with_driver(url: URL) -> URL:

@@ -14,7 +14,7 @@ from __future__ import annotations
 import hashlib
 
 from kora_assets.bookkeeping.tables import bookkeeping_ddl, bookkeeping_relations
-from kora_assets.dbio.connections import Database
+from kora_assets.dbio.connections import Database, use_wal
 from kora_assets.plan.loader import load_order
 from kora_assets.plan.model import Plan, TablePlan
 
@@ -104,6 +104,9 @@ def ensure_target_schema(db: Database, plan: Plan) -> None:
     """
     if _all_present(db, plan):
         return
+    if db.dialect == "sqlite":  # before any worker opens it (see ``use_wal``)
+        with db.engine.connect() as c:
+            use_wal(c.connection.driver_connection)
     with db.engine.begin() as c:
         if db.dialect == "postgresql":
             c.exec_driver_sql("SELECT pg_advisory_xact_lock(hashtext('kora.ddl'))")
