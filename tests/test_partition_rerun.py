@@ -146,3 +146,17 @@ def test_a_sqlite_target_is_made_wal_when_its_schema_is_created(tmp_path):
         worker.close()
     finally:
         reader.close()
+
+
+def test_a_sqlite_index_added_to_the_plan_is_created_on_the_next_run(tmp_path):
+    """SQLite gets the plan's indexes with its tables; an existing target whose plan gained an
+    index is not "all present", so the next run creates it."""
+    plan = _plan(f"sqlite:///{tmp_path / 'unused.db'}", f"sqlite:///{tmp_path / 'tgt.db'}", [10])
+    target = Database(f"sqlite:///{tmp_path / 'tgt.db'}", "target")
+    ensure_target_schema(target, plan)
+    indexed = parse_plan(PLAN.format(src=f"sqlite:///{tmp_path / 'unused.db'}", tgt=f"sqlite:///{tmp_path / 'tgt.db'}",
+                                     bounds=[10]) + "    indexes:\n      - {columns: [name], name: ix_items_name}\n",
+                         require_env=False)
+    ensure_target_schema(target, indexed)
+    with sqlite3.connect(tmp_path / "tgt.db") as con:
+        assert con.execute("SELECT name FROM sqlite_master WHERE name = 'ix_items_name'").fetchone() == ("ix_items_name",)

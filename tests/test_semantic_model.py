@@ -264,18 +264,30 @@ def test_the_plain_torch_forward_pass_gives_transformers_vectors(monkeypatch):
 
     from checks.semantic.encoder import Encoder, model_dir
 
-    texts = _TEXTS
     monkeypatch.setenv("KORA_ENCODER_PRECISION", "float32")
-    mine = Encoder(batch_size=4).encode(texts)
+    mine = Encoder(batch_size=4).encode(_TEXTS)
     path = str(model_dir())
     tok = transformers.AutoTokenizer.from_pretrained(path, local_files_only=True)
     model = transformers.AutoModel.from_pretrained(path, local_files_only=True).float().eval()
     with torch.inference_mode():
-        b = tok(texts, padding=True, truncation=True, max_length=128, return_tensors="pt")
+        b = tok(_TEXTS, padding=True, truncation=True, max_length=128, return_tensors="pt")
         mask = b["attention_mask"].unsqueeze(-1).float()
         ref = torch.nn.functional.normalize((model(**b).last_hidden_state * mask).sum(1) / mask.sum(1), dim=1).numpy()
     assert np.abs(mine - ref).max() < 1e-5
     assert float(mine[4] @ mine[5]) < 0.99  # and they are not all one vector
+
+
+def test_an_unknown_encoder_precision_is_named_and_auto_used(monkeypatch, caplog):
+    import torch
+
+    from checks.semantic.encoder import native_bfloat16
+
+    monkeypatch.setenv("KORA_ENCODER_PRECISION", "fp16")
+    with caplog.at_level("WARNING", logger="kora.semantic"):
+        used = native_bfloat16(torch, "cpu")
+    monkeypatch.setenv("KORA_ENCODER_PRECISION", "auto")
+    assert used == native_bfloat16(torch, "cpu")
+    assert "KORA_ENCODER_PRECISION='fp16' is none of auto, float32, bfloat16" in caplog.text
 
 
 def test_bfloat16_products_keep_the_float32_vectors_and_anomaly_scores(monkeypatch):

@@ -99,6 +99,8 @@ def native_bfloat16(torch, device: str) -> bool:
     """Run the products in bfloat16? On a CPU that computes it natively, unless
     ``KORA_ENCODER_PRECISION=float32`` says no."""
     wanted = os.environ.get("KORA_ENCODER_PRECISION", "auto").strip().lower()
+    if wanted not in ("auto", "float32", "fp32", "bfloat16", "bf16"):
+        log.warning("kora: KORA_ENCODER_PRECISION=%r is none of auto, float32, bfloat16; using auto", wanted)
     if wanted in ("float32", "fp32") or device != "cpu":
         return False
     cpu = torch.cpu

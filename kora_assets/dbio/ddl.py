@@ -64,11 +64,15 @@ def _fk_clause(db: Database, plan: Plan, t: TablePlan, fk) -> str:
             f" ON DELETE {fk.on_delete.upper()} ON UPDATE {fk.on_update.upper()}")
 
 
+def _index_name(t: TablePlan, tgt: str, ix) -> str:
+    return ix.name or _ident_name("ix", tgt, *[t.target_column(c) for c in ix.columns])
+
+
 def index_sql(db: Database, plan: Plan, name: str) -> list[str]:
     t, tgt = plan.tables[name], plan.target_name(name)
     out = []
     for ix in t.indexes:
-        ix_name = ix.name or _ident_name("ix", tgt, *[t.target_column(c) for c in ix.columns])
+        ix_name = _index_name(t, tgt, ix)
         uq = "UNIQUE " if ix.unique else ""
         out.append(f"CREATE {uq}INDEX IF NOT EXISTS {db.quote(ix_name)} ON "
                    f"{db.qualified(tgt, plan.target.schema_)} ({_cols(db, t, ix.columns)})")
@@ -129,9 +133,10 @@ def _all_present(db: Database, plan: Plan) -> bool:
         if db.dialect == "postgresql":
             return bool(c.exec_driver_sql("SELECT bool_and(to_regclass(x) IS NOT NULL) FROM unnest(%s::text[]) x",
                                           (bookkeeping_relations(db) + tables,)).scalar())
-        if db.dialect == "sqlite":
+        if db.dialect == "sqlite":  # the plan's indexes too: SQLite gets them with its tables
             have = {r[0] for r in c.exec_driver_sql("SELECT name FROM sqlite_master WHERE type IN ('table', 'index')")}
-            return {*bookkeeping_relations(db), *(plan.target_name(t) for t in plan.tables)} <= have
+            indexes = [_index_name(tp, plan.target_name(t), ix) for t, tp in plan.tables.items() for ix in tp.indexes]
+            return {*bookkeeping_relations(db), *(plan.target_name(t) for t in plan.tables), *indexes} <= have
     return False
 
 

@@ -251,8 +251,8 @@ def _semantic_comments(lines: list[str], notes: dict) -> list[str]:
             col = stripped[:-1].strip("'\"")
             out.append(line)
             if col in notes:
-                stype, conf, written, note = (notes[col].semantics.inferred, notes[col].semantics.confidence,
-                                              notes[col].written, notes[col].note)
+                n = notes[col]
+                stype, conf, written, note = n.semantics.inferred, n.semantics.confidence, n.written, n.note
                 pad = " " * (indent + 2)
                 if written:
                     out.append(f"{pad}# semantic type inferred: {stype} (confidence {conf:.2f})")
