@@ -15,7 +15,7 @@ from concurrent.futures import Future, ThreadPoolExecutor
 
 import dagster as dg
 
-from checks.completeness import Conservation, check_partition
+from checks.completeness import Conservation, check_partition, check_table
 from checks.table_checks import evaluate_table_checks, statistical_result, table_check_specs
 from kora_assets.dbio.connections import Database
 from kora_assets.bookkeeping.ledger import ledger_partitions
@@ -284,6 +284,9 @@ def _conservation_metadata(c: list[Conservation]) -> dict:
 def _completeness_verdicts(context, plan: Plan, table: str, results: list[PartitionResult]) -> list[Conservation]:
     source, target = Database(plan.source.url, "source"), Database(plan.target.url, "target")
     with phase(table, f"completeness check of {len(results)} partition(s)", context):
+        whole = check_table(plan, table, [r.partition_key for r in results], source, target)
+        if whole is not None:
+            return whole
         with ThreadPoolExecutor(max_workers=1 if target.dialect == "sqlite" else 2) as pool:  # servers: side by side
             return list(pool.map(lambda r: check_partition(plan, table, r.partition_key, source, target), results))
 
