@@ -8,8 +8,13 @@ a worker would write it. ``char(n)`` values are compared without their blank pad
 How the numbers are obtained (no full-table pulls; source and target run concurrently):
 
 * **Exact aggregates the rules lean on, always pushed down** (one ``SELECT`` per side): row
-  count, non-null counts (of columns nullable on that side), the mean of numbers, the
-  ``true`` count of booleans.
+  count, non-null counts (of columns nullable on that side), the ``true`` count of booleans,
+  and the mean of numbers, except above ``exact_max_rows`` where the samples pair up: there
+  a faithful copy gives identical samples, so the paired mean difference is the copy's own,
+  not sampling noise, and a pushed-down mean per number column cost MariaDB 0.5 s per 6M rows
+  (TPC-H SF1 lineitem, 2-core machine: ``COUNT(*)`` and 8 means 8 s, ``COUNT(*)`` alone 1.3 s
+  from a covering index). What paired means miss is a shift confined to rows outside the
+  sample, a few rows' worth: the plan's record-level rules own single rows.
 * **Further exact aggregates, pushed down up to ``exact_max_rows``** (default 100k rows):
   standard deviation of numbers, min/max of numbers, dates and times (shown, never judged:
   see below), ``COUNT(DISTINCT)``
@@ -229,8 +234,10 @@ def check_statistics(plan, table: str, source_engine: sa.Engine, target_engine: 
         both = lambda f: [pool.submit(f, src), pool.submit(f, tgt)]  # noqa: E731
         est = max(*[f.result() for f in both(lambda e: e.estimate_rows())], 1)
         exact = est <= exact_max_rows
-        aggs = None if exact else both(lambda e: e.aggregate(pushed, False))
-        sampling = _plan_sampling(_sample_key(tp, src, tgt), src, est, sample_rows, seed)
+        key = _sample_key(tp, src, tgt)
+        means = exact or key is None  # a large table with a key: its paired samples carry the means
+        aggs = None if exact else both(lambda e: e.aggregate(pushed, False, means))
+        sampling = _plan_sampling(key, src, est, sample_rows, seed)
         s_raw, t_raw = [f.result() for f in both(lambda e: e.sample(cols, sampling, sample_rows, seed))]
         if sampling.kind == "blocks" and s_raw.height < sample_rows // 4:  # keys too sparse for ranges
             sampling = _Sampling("modulo", sampling.key, modulus=max(1, math.ceil(est / sample_rows)))
@@ -358,12 +365,12 @@ class _Endpoint:
         except Exception:  # any gap in connectorx's type or URL support: the DBAPI path below
             return None
 
-    def aggregate(self, cols: list[_Col], exact: bool) -> dict[str, Any]:
+    def aggregate(self, cols: list[_Col], exact: bool, means: bool = True) -> dict[str, Any]:
         """One pushed-down SELECT with every aggregate the comparison needs (module doc)."""
         t = self.ref([self.name(c) for c in cols])
         exprs: dict[str, sa.ColumnElement] = {"__rows__": sa.func.count()}
         for c in cols:
-            exprs.update(self._column_aggregates(c, t.c[self.name(c)], exact))
+            exprs.update(self._column_aggregates(c, t.c[self.name(c)], exact, means))
         labelled = [e.label(f"a{i}") for i, e in enumerate(exprs.values())]
         with self.engine.connect() as conn:
             row = conn.execute(self._filtered(sa.select(*labelled).select_from(t))).one()
@@ -376,13 +383,13 @@ class _Endpoint:
                                                out.get(p + "nonnull", out["__rows__"]))
         return out
 
-    def _column_aggregates(self, c: _Col, col, exact: bool) -> dict[str, Any]:
+    def _column_aggregates(self, c: _Col, col, exact: bool, means: bool = True) -> dict[str, Any]:
         kind, p = c.kind, f"{c.target}\x00"
         out = {}
         if c.nullable.get(self.side, True):  # NOT NULL in this catalog: non-null count = rows
             out[p + "nonnull"] = sa.func.count(col)
         x = sa.cast(col, sa.Float) if self.dialect == "sqlite" else col
-        if kind == "numeric":
+        if kind == "numeric" and means:
             out[p + "mean"] = sa.func.avg(x)
         elif kind == "boolean":
             out[p + "cat\x00true"] = sa.func.sum(sa.case((sa.cast(col, sa.Integer) != 0, 1), else_=0))
@@ -621,6 +628,8 @@ def _fill_from_sample(c: _Col, side: _Side, s: pl.Series) -> None:
     side.distinct, side.distinct_exact = (nn.n_unique() if c.discrete else None), False
     if c.kind in ("numeric", "temporal") and len(nn):
         side.min, side.max = nn.min(), nn.max()
+    if c.kind == "numeric" and len(nn) and side.mean is None:  # not pushed down (paired samples)
+        side.mean, side.moments_exact = float(nn.cast(pl.Float64).mean()), False
     if c.kind == "numeric" and len(nn) > 1:
         side.std, side.std_exact = float(nn.cast(pl.Float64).std()), False
     if c.kind == "text":

@@ -435,6 +435,11 @@ def test_large_table_path_on_paired_samples(defect, flagged, plan, source, targe
     assert out.metadata["sampling"].startswith("paired: ")
     assert 500 < out.metadata["sample_rows_source"] == out.metadata["sample_rows_target"] < 2000
     assert {f["rule"] for f in out.failures} >= flagged and bool(out.failures) == bool(flagged), out.failures
+    # the means too: from the paired samples, not a pushed-down AVG over the table
+    assert "| amount | numeric | paired sample |" in out.metadata["report"]
+    if defect == "rounding_shifts_mean_3pct":
+        [f] = [f for f in out.failures if f["rule"] == "mean"]
+        assert 0.02 < f["shift"] < 0.04 and f["column"] == "amount"
 
 
 @pytest.mark.parametrize("exact_max_rows", [250_000, 0])
