@@ -94,3 +94,36 @@ def test_numeric_columns_keep_their_decimals_on_a_mariadb_target(mysql_db):
         row = c.exec_driver_sql("SELECT CAST(free AS CHAR), CAST(fixed AS CHAR) FROM n").one()
     db.engine.dispose()
     assert (row[0].rstrip("0"), row[1]) == ("123456789012.0000000001", "1234.568")
+
+
+@pytest.mark.parametrize("dialect", ["sqlite", "mysql", "postgresql"])
+def test_partition_bounds_are_the_ntile_minima_without_the_window(dialect, tmp_path, mysql_db, pg_db, monkeypatch):
+    """``kora init`` cuts key ranges at the minima of NTILE(n) groups; the histogram search
+    (tiny buckets here, so skewed keys and duplicates take the narrowing path) finds the same."""
+    import random
+
+    from kora_assets.dbio.connections import Database
+    from kora_assets.plan import infer
+
+    url = {"sqlite": f"sqlite:///{tmp_path / 'k.db'}", "mysql": mysql_db, "postgresql": pg_db}[dialect]
+    db = Database(url, "source")
+    rng = random.Random(3)
+    keys = ([-5_000_000 + i for i in range(300)] + [7] * 250 + [rng.randrange(0, 10**12) for _ in range(1200)]
+            + [2**40 + i * i for i in range(400)])
+    with db.engine.begin() as c:
+        c.exec_driver_sql("CREATE TABLE kt (k BIGINT NOT NULL)")
+        c.exec_driver_sql("INSERT INTO kt VALUES " + ", ".join(f"({k})" for k in keys))
+    monkeypatch.setattr(infer, "_BUCKETS", 8)
+    monkeypatch.setattr(infer, "_OFFSET_ROWS", 40)
+    try:
+        for rows_per_partition in (1075, 307, 86, 6):
+            n = -(-len(keys) // rows_per_partition)
+            with db.engine.connect() as c:
+                mins = [int(r[0]) for r in c.exec_driver_sql(
+                    f"SELECT MIN(k) FROM (SELECT k, NTILE({n}) OVER (ORDER BY k) AS b FROM kt) x GROUP BY b")]
+            expected = sorted(set(mins))[1:]
+            assert infer._bounds(db, "kt", "k", len(keys), rows_per_partition, None) == expected, n
+    finally:
+        with db.engine.begin() as c:
+            c.exec_driver_sql("DROP TABLE kt")
+        db.engine.dispose()
