@@ -25,6 +25,7 @@ check above, which names the partitions and keys.
 """
 from __future__ import annotations
 
+import functools
 import hashlib
 import json
 from concurrent.futures import ThreadPoolExecutor
@@ -173,16 +174,14 @@ def check_table(plan: Plan, table: str, partition_keys: list[str], source: Datab
             tgt_f = pool.submit(_power_sums_by_range, target, target.qualified(plan.target_name(table), plan.target.schema_),
                                 [tp.target_column(k) for k in pk], tp.target_column(tp.partitioning.column),
                                 tp.partitioning.bounds)
-            src, landed = src_f.result(), tgt_f.result()
+            src, landed = src_f.result(), dict(zip(keys, tgt_f.result()))
     except Exception:  # e.g. a key beyond 64-bit products: partition by partition
         return None
-    accounted = {k: _add(landed[i], queued[k]) for i, k in enumerate(keys)}
-    total = (0, 0, 0)
-    for a in accounted.values():
-        total = _add(total, a)
+    accounted = {k: _add(landed[k], queued[k]) for k in keys}
+    total = functools.reduce(_add, accounted.values())
     if total != src:
         return None
-    return [Conservation(k, accounted[k][0], landed[keys.index(k)][0], queued[k][0], source_checksum=_digest(src),
+    return [Conservation(k, accounted[k][0], landed[k][0], queued[k][0], source_checksum=_digest(src),
                          accounted_checksum=_digest(total), method="table power sums") for k in partition_keys]
 
 
