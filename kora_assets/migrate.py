@@ -15,6 +15,7 @@ from pathlib import Path
 
 import dagster as dg
 
+from kora_assets.dagster_storage import INSTANCE_YAML
 from kora_assets.definitions import POST_MIGRATION_CHECKS, build_definitions, build_partition_checks
 from kora_assets.memory import release_free_heap
 from kora_assets.naming import asset_key
@@ -57,6 +58,9 @@ class MigrationOutcome:
         return all(t.status == "ok" for t in self.tables) and all(c.passed for c in self.checks if c.blocking)
 
 
+_EARLIER_INSTANCE_YAML = "telemetry:\n  enabled: false\n"  # what kora wrote before its pooled event log
+
+
 def dagster_instance(plan_path: str | os.PathLike) -> dg.DagsterInstance:
     """DAGSTER_HOME if set, else a persistent instance beside the plan (for `dagster dev` later)."""
     if os.environ.get("DAGSTER_HOME"):
@@ -64,8 +68,8 @@ def dagster_instance(plan_path: str | os.PathLike) -> dg.DagsterInstance:
     home = Path(plan_path).resolve().parent / ".kora" / "dagster"
     home.mkdir(parents=True, exist_ok=True)
     cfg = home / "dagster.yaml"
-    if not cfg.exists():
-        cfg.write_text("telemetry:\n  enabled: false\n")
+    if not cfg.exists() or cfg.read_text() == _EARLIER_INSTANCE_YAML:  # not one the user wrote
+        cfg.write_text(INSTANCE_YAML)
     os.environ["DAGSTER_HOME"] = str(home)
     return dg.DagsterInstance.get()
 
