@@ -26,7 +26,7 @@ HZ = os.sysconf("SC_CLK_TCK")
 
 
 def _kind(comm: str, cmd: str) -> str:
-    """What a process is, from its name and command line (the first seen wins for a pid)."""
+    """What a process is, from its name and command line."""
     if comm.startswith("postgres") or cmd.startswith("postgres"):
         return "postgresql parallel worker" if "parallel worker" in cmd else "postgresql"
     if comm in ("mariadbd", "mysqld"):
@@ -92,7 +92,10 @@ def main() -> int:
     while proc.poll() is None:
         time.sleep(args.interval)
         for pid, (comm, line, cpu) in _snapshot().items():
-            kinds.setdefault(pid, _kind(comm, line))
+            # the latest name wins (a pre-started ray::IDLE becomes a worker), but not an exited
+            # process's empty command line, nor anything after it became a kora worker
+            if line.strip() and kinds.get(pid) != "kora ray worker" or pid not in kinds:
+                kinds[pid] = _kind(comm, line)
             seen[pid] = (comm, cpu)
         if args.busy and time.monotonic() >= tick:
             now = _machine()
