@@ -94,7 +94,7 @@ def main() -> int:
         for pid, (comm, line, cpu) in _snapshot().items():
             # the latest name wins (a pre-started ray::IDLE becomes a worker), but not an exited
             # process's empty command line, nor anything after it became a kora worker
-            if line.strip() and kinds.get(pid) != "kora ray worker" or pid not in kinds:
+            if pid not in kinds or (line.strip() and kinds[pid] != "kora ray worker"):
                 kinds[pid] = _kind(comm, line)
             seen[pid] = (comm, cpu)
         if args.busy and time.monotonic() >= tick:

@@ -19,6 +19,8 @@ import dagster as dg
 from dagster._core.storage.event_log.sqlite.sqlite_event_log import SQLITE_BUSY_TIMEOUT_SECONDS, SqliteEventLogStorage
 from sqlalchemy import create_engine
 
+from kora_assets.dbio.connections import cached_engine
+
 _ENGINES_KEPT = 8  # a run's file and the index are what a run writes; older runs' files are only read
 
 
@@ -51,16 +53,11 @@ class PooledSqliteEventLogStorage(SqliteEventLogStorage):
                 yield conn
 
     def _engine(self, shard: str):
-        with self._engines_lock:
-            engine = self._engines.pop(shard, None)
-            if engine is None:
-                engine = create_engine(self.conn_string_for_shard(shard), pool_size=1, max_overflow=4,
-                                       connect_args={"timeout": SQLITE_BUSY_TIMEOUT_SECONDS,
-                                                     "check_same_thread": False})
-            self._engines[shard] = engine
-            while len(self._engines) > _ENGINES_KEPT:
-                self._engines.popitem(last=False)[1].dispose()
-            return engine
+        def create():
+            return create_engine(self.conn_string_for_shard(shard), pool_size=1, max_overflow=4,
+                                 connect_args={"timeout": SQLITE_BUSY_TIMEOUT_SECONDS, "check_same_thread": False})
+
+        return cached_engine(self._engines, self._engines_lock, shard, create, _ENGINES_KEPT)
 
     def _dispose_engines(self) -> None:
         with self._engines_lock:

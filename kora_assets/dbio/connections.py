@@ -57,15 +57,7 @@ class Database:
         TPC-H SF1 run), each PostgreSQL one a server process. The least recently used engines
         beyond ``_ENGINES_KEPT`` are disposed, so idle pools do not pile up on the servers."""
         key = (self.url.render_as_string(hide_password=False), self.role == "target" and self.dialect == "sqlite")
-        with _ENGINES_LOCK:
-            engine = _ENGINES.get(key)
-            if engine is None:
-                engine = _ENGINES[key] = self._new_engine()
-                while len(_ENGINES) > _ENGINES_KEPT:
-                    _ENGINES.popitem(last=False)[1].dispose()
-            else:
-                _ENGINES.move_to_end(key)
-        return engine
+        return cached_engine(_ENGINES, _ENGINES_LOCK, key, self._new_engine, _ENGINES_KEPT)
 
     def _new_engine(self) -> sa.Engine:
         kw = {"pool_pre_ping": True}
@@ -134,6 +126,19 @@ class Database:
 _ENGINES: OrderedDict[tuple[str, bool], sa.Engine] = OrderedDict()
 _ENGINES_LOCK = threading.Lock()
 _ENGINES_KEPT = 8
+
+
+def cached_engine(cache: OrderedDict, lock: threading.Lock, key, create, kept: int) -> sa.Engine:
+    """``cache[key]`` (made by ``create()`` when absent), now the most recently used; engines
+    used least recently beyond ``kept`` are disposed, so idle pools do not pile up."""
+    with lock:
+        engine = cache.pop(key, None)
+        if engine is None:
+            engine = create()
+        cache[key] = engine
+        while len(cache) > kept:
+            cache.popitem(last=False)[1].dispose()
+        return engine
 
 
 def use_wal(con) -> None:
