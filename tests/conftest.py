@@ -75,6 +75,7 @@ def ray_local():
 
     from resources.ray_cluster import RayResource
 
+    os.environ.setdefault("KORA_TEST_RAY_ENV", "inherited")  # tests/test_ray_local.py: reaches the workers
     RayResource(num_cpus=4).ensure()
     yield
     ray.shutdown()
