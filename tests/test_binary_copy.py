@@ -65,14 +65,16 @@ def test_types_whose_wire_format_differs_keep_text_copy(kind):
     assert binary_schema([("id", parse_type("integer")), ("x", parse_type("numeric(10,2)"))]) is not None
 
 
-@pytest.mark.parametrize("ktype", ["numeric(5,2)", "numeric(12,4)"])
+@pytest.mark.parametrize("ktype", ["numeric(5,2)", "numeric(12,4)", "numeric(38,0)", "numeric(38,2)"])
 def test_values_round_into_numeric_as_postgresql_rounds_them(pg_db, ktype):
     """PostgreSQL rounds half away from zero into numeric(p,s); polars' cast rounds half to even.
-    The workers must land what PostgreSQL's own cast would store, from text and from decimals."""
+    The workers must land what PostgreSQL's own cast would store, from text and from decimals
+    (numeric(38,s) from text: no wider decimal holds spare digits, the text's digits decide)."""
     from kora_assets.transforms.casting import cast_expr
 
     kt = parse_type(ktype)
-    texts = ["2.665", "1.005", "-2.675", "0.125", "-0.005", "12.34565", "7", " 3.14159 ", "999.994", "0.00005"]
+    texts = ["2.665", "1.005", "-2.675", "0.125", "-0.005", "12.34565", "7", " 3.14159 ", "999.994", "0.00005",
+             "12.5", "-12.5", "13.5", "-0.5", ".5", "0.49999"]
     with psycopg.connect(Database(pg_db, "target").psycopg_conninfo(), autocommit=True) as con:
         expected = [con.execute(f"SELECT %s::numeric::{ktype}", (t.strip(),)).fetchone()[0] for t in texts]
     got_text = pl.DataFrame({"v": texts}).select(cast_expr(pl.col("v"), kt, pl.String)).to_series().to_list()
@@ -80,3 +82,13 @@ def test_values_round_into_numeric_as_postgresql_rounds_them(pg_db, ktype):
     got_decimal = decimals.to_frame().select(cast_expr(pl.col("v"), kt, decimals.dtype)).to_series().to_list()
     assert got_text == expected
     assert got_decimal == expected
+
+
+def test_text_rounding_past_38_digits_is_null_not_an_error():
+    """A value that rounds beyond numeric(38,s) is NULL (queued as out of range), as PostgreSQL
+    refuses it; the decimal addition behind the rounding must not raise for the whole chunk."""
+    from kora_assets.transforms.casting import cast_expr
+
+    texts = ["9" * 38 + ".5", "9" * 38, "-" + "9" * 38 + ".4", "1.5"]
+    got = pl.DataFrame({"v": texts}).select(cast_expr(pl.col("v"), parse_type("numeric(38,0)"), pl.String)).to_series()
+    assert got.to_list() == [None, decimal.Decimal("9" * 38), decimal.Decimal("-" + "9" * 38), decimal.Decimal(2)]

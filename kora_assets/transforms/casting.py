@@ -76,9 +76,26 @@ def _half_away(e: pl.Expr, target: pl.Decimal) -> pl.Expr:
 def _text_to_decimal(s: pl.Expr, target: pl.Decimal) -> pl.Expr:
     """Text parsed with spare fraction digits, then rounded like PostgreSQL (``_half_away``)."""
     spare = min(target.scale + 10, 38 - (target.precision - target.scale))
-    if spare <= target.scale:  # no room for more digits (e.g. numeric(38,0)): the cast rounds
-        return s.cast(target, strict=False)
+    if spare <= target.scale:  # no room for more digits (numeric(38,s)): round by the text's digits
+        return _text_to_wide_decimal(s, target)
     return _half_away(s.cast(pl.Decimal(38, spare), strict=False), target).cast(target, strict=False)
+
+
+def _text_to_wide_decimal(s: pl.Expr, target: pl.Decimal) -> pl.Expr:
+    """Text into a numeric with 38 digits: no wider decimal holds spare digits, and polars'
+    cast rounds half to even ('12.5' -> 12 where PostgreSQL stores 13). The fraction is cut
+    after the scale, and the first digit cut decides the rounding, half away from zero. A
+    value that rounds past the precision is NULL (queued as out of range, as PostgreSQL
+    refuses it). Exponent forms ('1.5e1') keep polars' own cast."""
+    digits = rf"^([+-]?)(\d*)\.(\d{{{target.scale}}})(\d+)$"
+    cut = s.str.replace(digits, "${1}0${2}.${3}").cast(target, strict=False)
+    up = s.str.extract(digits, 4).str.slice(0, 1).is_in(list("56789"))
+    p, sc = target.precision, target.scale
+    texts = (f"0.{'0' * (sc - 1)}1" if sc else "1", "9" * (p - sc) + (f".{'9' * sc}" if sc else ""), "0")
+    ulp, largest, zero = (pl.lit(t).cast(target) for t in texts)  # from text: 38-digit literals do not infer
+    room = pl.when(up & (cut.abs() >= largest)).then(None).otherwise(cut)  # the addition would overflow
+    step = pl.when(up & s.str.starts_with("-")).then(-ulp).when(up).then(ulp).otherwise(zero)
+    return (room + step).cast(target, strict=False)
 
 
 def _from_text(s: pl.Expr, kt: KoraType, target: pl.DataType) -> pl.Expr:
