@@ -389,6 +389,19 @@ def schema_differences(reference: dict, other: dict) -> list[str]:
 # ---------------------------------------------------------------------------------------------
 
 
+def _unexeced_forks(procs) -> set[int]:
+    """Children caught between fork and exec (same command line as their parent): they share
+    every page with the parent, so their RSS is the parent's counted twice (a ~950 MiB
+    'kora migrate' beside the real one when the coordinator starts a subprocess)."""
+    cmd = {}
+    for p in procs:
+        try:
+            cmd[p.pid] = (p.ppid(), p.cmdline())
+        except Exception:
+            continue
+    return {pid for pid, (ppid, line) in cmd.items() if ppid in cmd and line and cmd[ppid][1] == line}
+
+
 class TreeSampler(threading.Thread):
     """Every ``interval`` s: RSS summed over a process and all its descendants; keeps the maxima."""
 
@@ -419,7 +432,10 @@ class TreeSampler(threading.Thread):
             except psutil.NoSuchProcess:
                 break
             total, pss, want_pss = 0, 0, self.samples % 5 == 0  # PSS (smaps) once a second
+            forks = _unexeced_forks(procs)
             for p in procs:
+                if p.pid in forks:
+                    continue
                 try:
                     if want_pss:
                         mi = p.memory_full_info()
