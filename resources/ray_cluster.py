@@ -14,9 +14,9 @@ built from a subclass for the length of the one ``ray.init`` call (``_lean_local
 The raylet's two agents (the dashboard agent: metrics and node stats; the runtime-env agent:
 per-job environments) are replaced by ``resources/ray_agent_stub.py``, which writes the port
 files the raylet waits for and idles: another ~200 MiB and ~2 CPU-s of imports per start (a
-two-table ``kora migrate``: ~1.5 s shorter on 2 cores). Without a runtime-env
-agent no job may carry a ``runtime_env``: the workers inherit this process's environment,
-``KORA_*`` variables included. A cluster given by address keeps all of its processes.
+two-table ``kora migrate``: ~1.5 s shorter on 2 cores). Without a runtime-env agent no job
+may carry a ``runtime_env``: the workers inherit this process's environment, ``KORA_*``
+variables included. A cluster given by address keeps all of its processes.
 """
 from __future__ import annotations
 
