@@ -39,7 +39,7 @@ def _kind(comm: str, cmd: str) -> str:
         return "kora ray worker"
     if "kora migrate" in cmd or "kora init" in cmd or "kora demo" in cmd:
         return "kora coordinator"
-    if "/ray/" in cmd or comm in ("raylet", "gcs_server") or comm.startswith("ray::"):
+    if "/ray/" in cmd or "ray_agent_stub" in cmd or comm in ("raylet", "gcs_server") or comm.startswith("ray::"):
         return "ray (own processes)"
     if "watch_orphans" in cmd or comm == "tail":
         return "dagster log capture"
@@ -48,7 +48,9 @@ def _kind(comm: str, cmd: str) -> str:
     return f"other ({comm})"
 
 
-def _snapshot() -> dict[int, tuple[str, str, float]]:
+def _snapshot() -> dict[int, tuple[str, str, float, int]]:
+    """pid -> (name, command line, CPU-s so far, start time): a pid reused by a new process, or a
+    kernel worker renamed for its current work queue, is told apart by its start time."""
     out = {}
     for name in os.listdir("/proc"):
         if not name.isdigit():
@@ -62,7 +64,7 @@ def _snapshot() -> dict[int, tuple[str, str, float]]:
             continue
         comm = stat[stat.index("(") + 1:stat.rindex(")")]
         fields = stat[stat.rindex(")") + 2:].split()
-        out[int(name)] = (comm, cmd, (int(fields[11]) + int(fields[12])) / HZ)
+        out[int(name)] = (comm, cmd, (int(fields[11]) + int(fields[12])) / HZ, int(fields[19]))
     return out
 
 
@@ -91,12 +93,12 @@ def main() -> int:
     proc = subprocess.Popen(cmd)
     while proc.poll() is None:
         time.sleep(args.interval)
-        for pid, (comm, line, cpu) in _snapshot().items():
+        for pid, (comm, line, cpu, started) in _snapshot().items():
             # the latest name wins (a pre-started ray::IDLE becomes a worker), but not an exited
             # process's empty command line, nor anything after it became a kora worker
             if pid not in kinds or (line.strip() and kinds[pid] != "kora ray worker"):
                 kinds[pid] = _kind(comm, line)
-            seen[pid] = (comm, cpu)
+            seen[pid] = (started, cpu)
         if args.busy and time.monotonic() >= tick:
             now = _machine()
             d = now[0] - last[0]
@@ -105,9 +107,9 @@ def main() -> int:
     wall = time.monotonic() - t0
     all1, idle1 = _machine()
     by = Counter()
-    for pid, (comm, cpu) in seen.items():
+    for pid, (started, cpu) in seen.items():
         before = base.get(pid)
-        spent = cpu - (before[2] if before and before[0] == comm else 0.0)
+        spent = cpu - (before[2] if before and before[3] == started else 0.0)
         if spent > 0.005:
             by[kinds[pid]] += spent
     total = (all1 - all0 - (idle1 - idle0)) / HZ

@@ -87,9 +87,9 @@ def _text_to_wide_decimal(s: pl.Expr, target: pl.Decimal) -> pl.Expr:
     after the scale, and the first digit cut decides the rounding, half away from zero. A
     value that rounds past the precision is NULL (queued as out of range, as PostgreSQL
     refuses it). Exponent forms ('1.5e1') keep polars' own cast."""
-    digits = rf"^([+-]?)(\d*)\.(\d{{{target.scale}}})(\d+)$"
+    digits = rf"^([+-]?)(\d*)\.(\d{{{target.scale}}})(\d)\d*$"
     cut = s.str.replace(digits, "${1}0${2}.${3}").cast(target, strict=False)
-    up = s.str.extract(digits, 4).str.slice(0, 1).is_in(list("56789"))
+    up = s.str.extract(digits, 4).is_in(list("56789"))
     p, sc = target.precision, target.scale
     texts = (f"0.{'0' * (sc - 1)}1" if sc else "1", "9" * (p - sc) + (f".{'9' * sc}" if sc else ""), "0")
     ulp, largest, zero = (pl.lit(t).cast(target) for t in texts)  # from text: 38-digit literals do not infer
