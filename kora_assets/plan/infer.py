@@ -14,6 +14,7 @@ import yaml
 from sqlalchemy.dialects import mysql
 
 from kora_assets.dbio.connections import Database
+from kora_assets.plan.model import Settings
 
 PARTITION_ROWS = 250_000
 
@@ -186,7 +187,7 @@ def infer_plan(source: Database, target_url: str, *, schema: str | None = None, 
     if schema:
         source_ep["schema"] = schema
     plan = {"version": 1, "name": "kora", "source": source_ep, "target": target,
-            "settings": {"chunk_rows": 100_000, "workers": 2, "lossy_fixes_allowed": False},
+            "settings": {"chunk_rows": Settings().chunk_rows, "workers": 2, "lossy_fixes_allowed": False},
             "tables": out}
     if any(semantic.values()):
         plan[SEMANTIC_NOTES] = semantic  # turned into comments by render_plan

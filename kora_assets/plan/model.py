@@ -135,7 +135,10 @@ class Endpoint(_Strict):
 
 
 class Settings(_Strict):
-    chunk_rows: int = Field(100_000, gt=0)
+    # Rows per batch inside a partition: a worker holds a few batches at once (reading the next
+    # while the last one's COPY runs). TPC-H lineitem in one worker, 8 partitions: peak RSS
+    # 343 MiB at 100k rows, 295 at 50k, 288 at 25k; CPU the same at 50k, +7% at 25k.
+    chunk_rows: int = Field(50_000, gt=0)
     workers: int = Field(2, ge=1, le=256)
     lossy_fixes_allowed: bool = False
     max_fix_attempts: int = Field(3, ge=1)
