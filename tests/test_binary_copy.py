@@ -84,6 +84,37 @@ def test_values_round_into_numeric_as_postgresql_rounds_them(pg_db, ktype):
     assert got_decimal == expected
 
 
+@pytest.mark.parametrize("ktype", ["numeric(5,2)", "numeric(15,0)", "numeric(15,2)", "numeric(38,0)", "numeric(38,2)"])
+def test_long_fractions_exponents_and_floats_round_once_as_postgresql_rounds_them(pg_db, ktype):
+    """Text with more digits than a wider decimal keeps (a float printed with 17 digits), in
+    exponent form, and floats: each lands as PostgreSQL's own cast stores it. Before, a cast to
+    a wider scale rounded twice ('1.00499999999999989' -> 1.01 where PostgreSQL stores 1.00),
+    exponent forms rounded half to even, and floats were rounded in binary (1.005 -> 1.00
+    where PostgreSQL, a text pipe and pgloader store 1.01)."""
+    from kora_assets.transforms.casting import cast_expr
+
+    kt = parse_type(ktype)
+    texts = ["2.499999999999", "1.00499999999999989", "0.0049999999999999", "2.5e0", "-3.25e-1", "1.005E0",
+             "1e2", "12.5E-1", "1.5e+2", ".5e1", "5.e-1", "-9.995e2", "1e-7", "0e0", "+2.5", "e5", "1.2.3", "1e999"]
+    floats = [1.005, 2.675, 0.125, 1.0049999999999999, 2.4999999999999996, 0.285, -0.285, 1e-7,
+              0.30000000000000004, 999.995, -999.995, 123.0, float("nan"), float("inf")]
+
+    def cast_by_postgresql(con, sql, value):
+        try:
+            got = con.execute(sql, (value,)).fetchone()[0]
+        except psycopg.errors.DataError:  # out of range or not a number: kora queues it (NULL here)
+            return None
+        return None if got.is_nan() else got  # a NaN has no polars decimal: kora queues it
+
+    with psycopg.connect(Database(pg_db, "target").psycopg_conninfo(), autocommit=True) as con:
+        want_text = [cast_by_postgresql(con, f"SELECT %s::numeric::{ktype}", t) for t in texts]
+        want_float = [cast_by_postgresql(con, f"SELECT %s::float8::{ktype}", f) for f in floats]
+    got_text = pl.DataFrame({"v": texts}).select(cast_expr(pl.col("v"), kt, pl.String)).to_series().to_list()
+    got_float = pl.DataFrame({"v": floats}).select(cast_expr(pl.col("v"), kt, pl.Float64)).to_series().to_list()
+    assert got_text == want_text
+    assert got_float == want_float
+
+
 def test_text_rounding_past_38_digits_is_null_not_an_error():
     """A value that rounds beyond numeric(38,s) is NULL (queued as out of range), as PostgreSQL
     refuses it; the decimal addition behind the rounding must not raise for the whole chunk."""

@@ -57,11 +57,7 @@ def cast_expr(e: pl.Expr, kt: KoraType, dtype: pl.DataType) -> pl.Expr:
     if kt.name == "timestamptz" and isinstance(dtype, pl.Datetime) and dtype.time_zone is None:
         return e.dt.replace_time_zone("UTC")
     if isinstance(target, pl.Decimal) and dtype.is_float():
-        # polars raises on a float too large for the decimal even when not strict: NULL it first
-        # (the row is then queued as range.overflow), and NaN/inf with it
-        limit = 10.0 ** (target.precision - target.scale) - 0.5 * 10.0 ** -target.scale
-        fits = pl.when(e.is_finite() & (e.abs() < limit)).then(e).otherwise(None)
-        return _half_away(fits, target).cast(target, strict=False)
+        return _float_to_decimal(e, target)
     if isinstance(target, pl.Decimal) and isinstance(dtype, pl.Decimal) and (dtype.scale or 0) > target.scale:
         return _half_away(e, target).cast(target, strict=False)
     return e.cast(target, strict=False)
@@ -74,28 +70,75 @@ def _half_away(e: pl.Expr, target: pl.Decimal) -> pl.Expr:
 
 
 def _text_to_decimal(s: pl.Expr, target: pl.Decimal) -> pl.Expr:
-    """Text parsed with spare fraction digits, then rounded like PostgreSQL (``_half_away``)."""
-    spare = min(target.scale + 10, 38 - (target.precision - target.scale))
-    if spare <= target.scale:  # no room for more digits (numeric(38,s)): round by the text's digits
-        return _text_to_wide_decimal(s, target)
-    return _half_away(s.cast(pl.Decimal(38, spare), strict=False), target).cast(target, strict=False)
+    """Text into numeric(p,s) as PostgreSQL stores it: every digit of the text counts, and the
+    value is rounded once, half away from zero.
+
+    polars' cast rounds half to even ('12.5' -> 12 where PostgreSQL stores 13), and a cast to a
+    wider scale first rounds twice ('1.00499999999999989', a float printed with 17 digits, went
+    to 1.0050000000 and then 1.01, where PostgreSQL stores 1.00). So the fraction is cut after
+    the scale and the first digit cut decides: half away from zero needs no other. Exponent
+    forms are spelt out first (``_plain_decimal_text``). A value that rounds past the precision
+    is NULL (queued as out of range, as PostgreSQL refuses it). One batch at a time: as one
+    expression, each intermediate would be computed once per use."""
+    return s.map_batches(lambda batch: _decimals_from_text(batch, target), return_dtype=target)
 
 
-def _text_to_wide_decimal(s: pl.Expr, target: pl.Decimal) -> pl.Expr:
-    """Text into a numeric with 38 digits: no wider decimal holds spare digits, and polars'
-    cast rounds half to even ('12.5' -> 12 where PostgreSQL stores 13). The fraction is cut
-    after the scale, and the first digit cut decides the rounding, half away from zero. A
-    value that rounds past the precision is NULL (queued as out of range, as PostgreSQL
-    refuses it). Exponent forms ('1.5e1') keep polars' own cast."""
-    digits = rf"^([+-]?)(\d*)\.(\d{{{target.scale}}})(\d)\d*$"
-    cut = s.str.replace(digits, "${1}0${2}.${3}").cast(target, strict=False)
-    up = s.str.extract(digits, 4).is_in(list("56789"))
+def _decimals_from_text(s: pl.Series, target: pl.Decimal) -> pl.Series:
+    s = _plain_decimal_text(s)
+    out = s.cast(target, strict=False)  # exact where the text has no more fraction digits than the scale
+    longer = (s.str.len_bytes() - s.str.find(".", literal=True) - 1 > target.scale).fill_null(False)
+    if not longer.any():
+        return out
+    rows = longer.arg_true()
+    return out.scatter(rows, _rounded_once(s.gather(rows), target))
+
+
+def _rounded_once(s: pl.Series, target: pl.Decimal) -> pl.Series:
+    """Text with more fraction digits than the scale: cut after the scale, the first digit cut
+    decides (half away from zero needs no other)."""
+    parts = s.str.extract_groups(rf"^([+-]?)(\d*)\.(\d{{{target.scale}}})(\d)\d*$").struct.unnest()
+    parts.columns = ["sign", "whole", "kept", "first_cut"]
     p, sc = target.precision, target.scale
-    texts = (f"0.{'0' * (sc - 1)}1" if sc else "1", "9" * (p - sc) + (f".{'9' * sc}" if sc else ""), "0")
-    ulp, largest, zero = (pl.lit(t).cast(target) for t in texts)  # from text: 38-digit literals do not infer
-    room = pl.when(up & (cut.abs() >= largest)).then(None).otherwise(cut)  # the addition would overflow
-    step = pl.when(up & s.str.starts_with("-")).then(-ulp).when(up).then(ulp).otherwise(zero)
-    return (room + step).cast(target, strict=False)
+    ulp, largest = (pl.lit(t).cast(target) for t in  # from text: 38-digit literals do not infer
+                    (f"0.{'0' * (sc - 1)}1" if sc else "1", "9" * (p - sc) + (f".{'9' * sc}" if sc else "")))
+    frame = parts.select(
+        pl.concat_str([pl.col("sign"), pl.lit("0"), pl.col("whole"), pl.lit("."), pl.col("kept")])
+        .cast(target, strict=False).alias("cut"),
+        pl.col("first_cut").is_in(list("56789")).fill_null(False).alias("up"),
+        (pl.col("sign") == "-").alias("neg"))
+    cut = pl.col("cut")
+    return frame.select(  # at the largest value the precision holds: NULL, not an overflow error
+        pl.when(~pl.col("up")).then(cut).when(cut.abs() >= largest).then(None)
+        .when(pl.col("neg")).then(cut - ulp).otherwise(cut + ulp).cast(target, strict=False)
+    ).to_series()
+
+
+_EXPONENT_FORM = r"^([+-]?)(\d*)(?:\.(\d*))?[eE]([+-]?\d{1,3})$"  # larger exponents: overflow or 0 either way
+
+
+def _plain_decimal_text(s: pl.Series) -> pl.Series:
+    """Exponent forms spelt out in plain digits ('2.5e0' -> '2.5', '-1.5e-3' -> '-0.0015',
+    '1e2' -> '100'), so that rounding sees the digits PostgreSQL sees; other text unchanged."""
+    if not s.str.contains("e|E").any():  # the usual batch: nothing to spell out
+        return s
+    sign, whole, frac, exp = s.str.extract_groups(_EXPONENT_FORM).struct.unnest().get_columns()
+    frame = pl.DataFrame({"s": s, "sign": sign, "whole": whole, "digits": whole + frac.fill_null(""),
+                          "exp": exp.cast(pl.Int32, strict=False)})
+    digits, n = pl.col("digits"), pl.col("digits").str.len_chars().cast(pl.Int32)
+    point = pl.col("whole").str.len_chars().cast(pl.Int32) + pl.col("exp")
+    plain = (pl.when(point <= 0).then(pl.concat_str([pl.lit("0."), digits.str.pad_start(n - point, "0")]))
+             .when(point >= n).then(digits.str.pad_end(point, "0"))
+             .otherwise(pl.concat_str([digits.str.slice(0, point), pl.lit("."), digits.str.slice(point)])))
+    return frame.select(pl.when(n > 0).then(pl.concat_str([pl.col("sign"), plain])).otherwise(pl.col("s"))
+                        ).to_series().alias(s.name)
+
+
+def _float_to_decimal(e: pl.Expr, target: pl.Decimal) -> pl.Expr:
+    """A float into numeric(p,s) as PostgreSQL casts float8 to numeric: the value's 15
+    significant digits, then rounded half away from zero (a DOUBLE 1.005 is 1.00499999999999989
+    in binary, and rounding the binary value gave 1.00 where PostgreSQL, pgloader and a text
+    pipe all store 1.01). NaN and infinities are NULL (queued as out of range)."""
+    return _text_to_decimal(pl.when(e.is_finite()).then(e.round_sig_figs(15)).cast(pl.String), target)
 
 
 def _from_text(s: pl.Expr, kt: KoraType, target: pl.DataType) -> pl.Expr:
