@@ -111,6 +111,7 @@ from scipy import stats as sps
 
 from checks.outcome import (CheckOutcome, finding, findings_markdown, is_mysql, mysql_schema, outcome_from,
                             source_schema, table_ref, target_schema, to_markdown_table)
+from kora_assets.errors import recoverable
 from kora_assets.plan.types import KoraType
 from kora_assets.transforms.casting import cast_expr
 from kora_assets.transforms.operators import apply_chain
@@ -280,6 +281,15 @@ class _Endpoint:
     def ref(self, names) -> sa.TableClause:
         return table_ref(self.table, list(dict.fromkeys(names)), self.schema)
 
+    def _readable(self, col, name: str):
+        """An unconstrained PostgreSQL numeric read as its text: its values differ in scale, and
+        both connectorx and polars panic on a column of them (compared as numbers after ``_coerce``)."""
+        t = self.reflect().get(name, {}).get("type")
+        if (self.dialect == "postgresql" and isinstance(t, sa.Numeric) and not isinstance(t, sa.Float)
+                and t.precision is None):
+            return sa.cast(col, sa.Text).label(name)
+        return col
+
     def _filtered(self, stmt):
         return stmt.where(self.where) if self.where is not None else stmt
 
@@ -323,7 +333,7 @@ class _Endpoint:
         names = [self.name(c) for c in cols]
         key = (how.key.source if self.side == "source" else how.key.target) if how.key else None
         t = self.ref(names + ([key] if key else []))
-        stmt = self._filtered(sa.select(*[t.c[c] for c in names]))
+        stmt = self._filtered(sa.select(*[self._readable(t.c[c], c) for c in names]))
         if how.kind == "blocks":
             k = t.c[key]
             stmt = stmt.where(sa.or_(*[sa.and_(k >= lo, k < hi) for lo, hi in how.ranges]))
@@ -362,7 +372,9 @@ class _Endpoint:
             query = {k: v for k, v in self.engine.url.query.items() if k not in ("charset", "local_infile")}
             url = self.engine.url.set(drivername=scheme, query=query).render_as_string(hide_password=False)
             return pl.from_arrow(cx.read_sql(url, sql, return_type="arrow"))
-        except Exception:  # any gap in connectorx's type or URL support: the DBAPI path below
+        except BaseException as exc:  # any gap in connectorx's type or URL support: the DBAPI path below
+            if not recoverable(exc):
+                raise
             return None
 
     def aggregate(self, cols: list[_Col], exact: bool, means: bool = True) -> dict[str, Any]:
@@ -428,7 +440,9 @@ def _frame(names: list[str], rows) -> pl.DataFrame:
         values = [r[i] for r in rows]
         try:
             data[name] = pl.Series(name, values, strict=False)
-        except Exception:
+        except BaseException as exc:  # e.g. decimals of several scales (an unconstrained numeric)
+            if not recoverable(exc):
+                raise
             data[name] = pl.Series(name, [None if v is None else str(v) for v in values], dtype=pl.String)
     return pl.DataFrame(data) if data else pl.DataFrame()
 
@@ -529,6 +543,8 @@ def _coerce(s: pl.Series, c: _Col) -> pl.Series:
     """The plan's dtype, as a worker would write it; char(n) padding is not data (MySQL strips
     it, PostgreSQL pads), and dates stored as text (SQLite) are parsed, not cast."""
     dtype = c.ktype.polars_dtype()
+    if c.kind == "numeric" and dtype == pl.String:  # an unconstrained numeric travels as text: compared as numbers
+        dtype = pl.Float64
     if s.dtype == pl.String and c.kind == "temporal":
         if c.ktype.name == "time":
             s = s.str.to_time(strict=False)

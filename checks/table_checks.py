@@ -18,7 +18,7 @@ from checks.referential import check_references
 from checks.statistical import check_statistics
 from checks.structural import check_structure
 from kora_assets.dbio.connections import Database
-from kora_assets.errors import explain
+from kora_assets.errors import explain, recoverable
 from kora_assets.naming import asset_key
 from kora_assets.partitions import predicate
 from kora_assets.plan.model import Plan
@@ -59,7 +59,9 @@ def _safe(name: str, fn, table: str = "") -> CheckOutcome:
     try:
         with phase(table, f"{name} check"):
             return fn()
-    except Exception as exc:
+    except BaseException as exc:
+        if not recoverable(exc):
+            raise
         return CheckOutcome(passed=False, severity="error", summary=f"{name} check could not run: {explain(exc)}",
                             metadata={"report": f"**could not run**: {explain(exc)}"})
 

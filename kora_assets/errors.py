@@ -20,3 +20,11 @@ def explain(exc: BaseException) -> str:
     text = str(orig if orig is not None else exc).strip()
     first = text.splitlines()[0] if text else type(exc).__name__
     return f"{type(exc).__name__}: {first}"
+
+
+def recoverable(exc: BaseException) -> bool:
+    """Is this a failure of one step (to report and go on), not of the process? Rust libraries
+    (polars, connectorx, pgpq) raise pyo3's ``PanicException``, a ``BaseException`` that
+    ``except Exception`` lets through: a Decimal column whose values differ in scale crashed
+    the whole statistical check that way."""
+    return isinstance(exc, Exception) or type(exc).__name__ == "PanicException"

@@ -90,7 +90,7 @@ def test_long_fractions_exponents_and_floats_round_once_as_postgresql_rounds_the
     exponent form, and floats: each lands as PostgreSQL's own cast stores it. Before, a cast to
     a wider scale rounded twice ('1.00499999999999989' -> 1.01 where PostgreSQL stores 1.00),
     exponent forms rounded half to even, and floats were rounded in binary (1.005 -> 1.00
-    where PostgreSQL, a text pipe and pgloader store 1.01)."""
+    where a text pipe and pgloader store 1.01)."""
     from kora_assets.transforms.casting import cast_expr
 
     kt = parse_type(ktype)
@@ -108,7 +108,8 @@ def test_long_fractions_exponents_and_floats_round_once_as_postgresql_rounds_the
 
     with psycopg.connect(Database(pg_db, "target").psycopg_conninfo(), autocommit=True) as con:
         want_text = [cast_by_postgresql(con, f"SELECT %s::numeric::{ktype}", t) for t in texts]
-        want_float = [cast_by_postgresql(con, f"SELECT %s::float8::{ktype}", f) for f in floats]
+        # a float as a text pipe sends it: its shortest text (Python's repr)
+        want_float = [cast_by_postgresql(con, f"SELECT %s::numeric::{ktype}", repr(f)) for f in floats]
     got_text = pl.DataFrame({"v": texts}).select(cast_expr(pl.col("v"), kt, pl.String)).to_series().to_list()
     got_float = pl.DataFrame({"v": floats}).select(cast_expr(pl.col("v"), kt, pl.Float64)).to_series().to_list()
     assert got_text == want_text
@@ -123,3 +124,18 @@ def test_text_rounding_past_38_digits_is_null_not_an_error():
     texts = ["9" * 38 + ".5", "9" * 38, "-" + "9" * 38 + ".4", "1.5"]
     got = pl.DataFrame({"v": texts}).select(cast_expr(pl.col("v"), parse_type("numeric(38,0)"), pl.String)).to_series()
     assert got.to_list() == [None, decimal.Decimal("9" * 38), decimal.Decimal("-" + "9" * 38), decimal.Decimal(2)]
+
+
+def test_a_decimal_with_a_fraction_is_not_truncated_into_an_integer():
+    """A DECIMAL(10,2) source column whose plan type is integer: 12.70 once landed as 12 (polars
+    truncates). A whole value casts; any other is NULL, i.e. queued as parse.number, as a text
+    pipe or pgloader would have PostgreSQL refuse '12.70' for an integer column."""
+    from kora_assets.transforms.casting import cast_expr, classify_cast_failure
+
+    values = pl.Series("v", [decimal.Decimal(t) for t in ("12.00", "12.70", "-12.50", "7")], dtype=pl.Decimal(10, 2))
+    kt = parse_type("integer")
+    got = values.to_frame().select(
+        cast_expr(pl.col("v"), kt, values.dtype).alias("out"),
+        classify_cast_failure(pl.col("v").cast(pl.String), kt).alias("class"))
+    assert got["out"].to_list() == [12, None, None, 7]
+    assert got["class"][1] == "parse.number"

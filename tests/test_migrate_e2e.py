@@ -209,3 +209,38 @@ def test_table_checks_run_with_the_asset_and_block_children(tmp_path, pg_db, dag
     assert status["customers"][0] == "check_failed" and "structure of clients" in status["customers"][1]
     assert status["orders"] == ("skipped", "parent customers did not complete")
     assert status["employees"][0] == "ok"
+
+
+def test_unconstrained_numeric_lands_every_digit(pg_db2, pg_db, dagster_instance):
+    """PostgreSQL's unconstrained numeric: each value has its own scale and may hold more digits
+    than a float or a 38-digit decimal. It once panicked the reader ("decimal scale is not equal
+    to expected scale") and, read as text, went through a float (1234567890.123456789012345 ->
+    1234567890.1234567). Every value now lands as its exact text, the checks pass, and a double
+    beside it lands as the same double."""
+    import sqlalchemy as sa
+
+    values = {1: "1234567890.123456789012345", 2: "0.1", 3: "12345678901234567890123456789", 4: "NaN",
+              5: "-0.000000000000000000001", 6: "Infinity", 7: None, 8: "7"}
+    src = Database(pg_db2, "source")
+    with src.engine.begin() as c:
+        c.execute(sa.text("CREATE TABLE t (id integer PRIMARY KEY, x numeric, y double precision)"))
+        for k, v in values.items():
+            c.execute(sa.text("INSERT INTO t VALUES (:k, CAST(:v AS numeric), :y)"), {"k": k, "v": v, "y": k / 3})
+    src.engine.dispose()
+    _run(f"""
+version: 1
+name: num
+source: {{url: "{pg_db2}"}}
+target: {{url: "{pg_db}", schema: public}}
+tables:
+  t:
+    primary_key: [id]
+    partitioning: {{kind: none}}
+    columns:
+      id: {{type: integer, nullable: false}}
+      x: {{type: numeric, semantic: "off"}}
+      y: {{type: double, semantic: "off"}}
+""", dagster_instance)
+    landed = _rows(pg_db, "SELECT id, x::text, y FROM public.t ORDER BY id")
+    assert landed == [(k, v, k / 3) for k, v in values.items()]
+    assert _rows(pg_db, "SELECT count(*) FROM kora.error_queue") == [(0,)]

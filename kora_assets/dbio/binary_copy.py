@@ -6,8 +6,8 @@ million rows on binary against 1.80 s on CSV, and encoding (``pgpq``, native cod
 worker what writing the CSV did. Binary input is typed: the server reads an ``int4`` field
 as exactly four bytes, so every column must hold the Arrow type of its target column. That
 holds for the types below (the validated batch already carries ``KoraType.polars_dtype()``);
-a table with any other type (``json``, ``uuid``, an unconstrained ``numeric`` that travels as
-a float) keeps the CSV path.
+a table with any other type (``json``, ``uuid``, an unconstrained ``numeric``, which travels
+as its exact text) keeps the CSV path.
 """
 from __future__ import annotations
 

@@ -15,6 +15,7 @@ import pyarrow as pa
 from kora_assets.dbio.connections import Database
 
 log = logging.getLogger("kora.source")
+_TEXT_COLUMNS: dict[tuple[str, str], frozenset[str]] = {}  # (source, table) -> columns read as text
 
 
 class SourceReader:
@@ -22,9 +23,25 @@ class SourceReader:
         self.db, self.schema = db, schema
 
     def select_sql(self, table: str, columns: list[str], where: str | None) -> str:
-        cols = ", ".join(self.db.quote(c) for c in columns)
+        as_text = self._read_as_text(table)
+        q = self.db.quote
+        cols = ", ".join(f"{q(c)}::text AS {q(c)}" if c in as_text else q(c) for c in columns)
         sql = f"SELECT {cols} FROM {self.db.qualified(table, self.schema)}"
         return sql + (f" WHERE {where}" if where else "")
+
+    def _read_as_text(self, table: str) -> frozenset[str]:
+        """PostgreSQL columns of an unconstrained ``numeric``, read as their exact text: each
+        value has its own scale, and connectorx, which decodes a column at one scale, panics
+        on the first value with another ("decimal scale is not equal to expected scale")."""
+        if self.db.dialect != "postgresql":
+            return frozenset()
+        key = (self.db.connectorx_url, self.db.qualified(table, self.schema))
+        if key not in _TEXT_COLUMNS:
+            with self.db.engine.connect() as c:
+                _TEXT_COLUMNS[key] = frozenset(r[0] for r in c.exec_driver_sql(
+                    "SELECT attname FROM pg_attribute WHERE attrelid = to_regclass(%s) AND NOT attisdropped "
+                    "AND attnum > 0 AND atttypid = 'numeric'::regtype AND atttypmod = -1", (key[1],)))
+        return _TEXT_COLUMNS[key]
 
     def batches(self, table: str, columns: list[str], where: str | None, batch_rows: int) -> Iterator[pl.DataFrame]:
         """Stream the selected rows as polars frames of at most ``batch_rows`` rows."""

@@ -66,8 +66,10 @@ class KoraType:
         """The dtype a validated batch holds for this column."""
         n = self.name
         if n == "numeric":
-            # Unconstrained numeric travels as float; a declared one keeps exact decimals.
-            return pl.Decimal(self.precision, self.scale or 0) if self.precision else pl.Float64()
+            # A declared numeric keeps exact decimals; an unconstrained one, whose values each have
+            # their own scale and may hold more digits than a decimal or a float, travels as its
+            # exact text (validated as a number, then parsed by the target).
+            return pl.Decimal(self.precision, self.scale or 0) if self.precision else pl.String()
         return {
             "smallint": pl.Int16(), "integer": pl.Int32(), "bigint": pl.Int64(),
             "boolean": pl.Boolean(), "real": pl.Float32(), "double": pl.Float64(),

@@ -40,12 +40,14 @@ def _decode_batch(s: pl.Series) -> pl.Series:
 def cast_expr(e: pl.Expr, kt: KoraType, dtype: pl.DataType) -> pl.Expr:
     """``e`` (currently of ``dtype``) converted to ``kt``'s polars dtype, NULL where it can't be."""
     target = kt.polars_dtype()
+    if kt.name == "numeric" and not kt.precision:
+        return _numeric_text(e, dtype)
     if dtype == target:
         return e
     if dtype == pl.String:
         return _from_text(e.str.strip_chars() if not kt.is_text else e, kt, target)
     if kt.is_integer:
-        if dtype.is_float():
+        if dtype.is_float() or isinstance(dtype, pl.Decimal):  # a whole value only: no silent rounding or truncation
             return pl.when(e == e.round(0)).then(e).otherwise(None).cast(pl.Int64, strict=False)
         return e.cast(pl.Int64, strict=False)
     if kt.name == "boolean" and dtype.is_numeric():
@@ -133,12 +135,26 @@ def _plain_decimal_text(s: pl.Series) -> pl.Series:
                         ).to_series().alias(s.name)
 
 
+# What PostgreSQL's numeric input reads (before version 16's underscores and hex)
+NUMERIC_TEXT = r"^(?:[+-]?(?:\d+\.?\d*|\.\d+)(?:[eE][+-]?\d+)?|(?i:nan|[+-]?inf(?:inity)?))$"
+
+
+def _numeric_text(e: pl.Expr, dtype: pl.DataType) -> pl.Expr:
+    """A value for an unconstrained numeric: its exact text, NULL where it is not a number.
+    The target parses the text, with no float in between to lose digits (a float itself goes
+    as its shortest text, as pgloader and a text pipe send it)."""
+    if dtype.is_numeric():  # integers and decimals print exactly, floats as their shortest text ('NaN', 'inf')
+        return e.cast(pl.String)
+    text = e.str.strip_chars() if dtype == pl.String else e.cast(pl.String, strict=False)
+    return pl.when(text.str.contains(NUMERIC_TEXT)).then(text)
+
+
 def _float_to_decimal(e: pl.Expr, target: pl.Decimal) -> pl.Expr:
-    """A float into numeric(p,s) as PostgreSQL casts float8 to numeric: the value's 15
-    significant digits, then rounded half away from zero (a DOUBLE 1.005 is 1.00499999999999989
-    in binary, and rounding the binary value gave 1.00 where PostgreSQL, pgloader and a text
-    pipe all store 1.01). NaN and infinities are NULL (queued as out of range)."""
-    return _text_to_decimal(pl.when(e.is_finite()).then(e.round_sig_figs(15)).cast(pl.String), target)
+    """A float into numeric(p,s) as pgloader and a text pipe land it: its shortest text (the
+    digits that read back as the same float), rounded half away from zero. A DOUBLE 1.005 is
+    1.00499999999999989 in binary, and rounding the binary value gave 1.00 where they (and
+    PostgreSQL's own float8 cast) store 1.01. NaN and infinities are NULL (queued as out of range)."""
+    return _text_to_decimal(pl.when(e.is_finite()).then(e).cast(pl.String), target)
 
 
 def _from_text(s: pl.Expr, kt: KoraType, target: pl.DataType) -> pl.Expr:
@@ -152,7 +168,7 @@ def _from_text(s: pl.Expr, kt: KoraType, target: pl.DataType) -> pl.Expr:
         return pl.coalesce([as_int, integral.cast(pl.Int64, strict=False)])
     if kt.name == "numeric" and kt.precision:
         return _text_to_decimal(s, target)
-    if kt.name in ("numeric", "real", "double"):
+    if kt.name in ("real", "double"):
         return s.cast(target, strict=False)
     if kt.name == "boolean":
         key = s.str.to_lowercase()

@@ -11,6 +11,7 @@ import traceback
 import ray
 
 from kora_assets.dbio.connections import Database
+from kora_assets.errors import recoverable
 from kora_assets.plan.model import Plan
 from kora_assets.recovery.broadcast import WorkerFixes
 from kora_assets.workers.partition_task import PartitionResult, TableRunner
@@ -41,7 +42,9 @@ class MigrationWorker:
             try:
                 runner = self._runner(task.table)
                 result = runner.run(task, self.source, self.target, worker=self.name)
-            except Exception as exc:  # reported per partition; the run decides what fails
+            except BaseException as exc:  # reported per partition; the run decides what fails
+                if not recoverable(exc):
+                    raise
                 result = PartitionResult(task.table, task.partition_key, worker=self.name,
                                          error=_describe(exc))
             q.ack(self.name, task, result.to_dict())
