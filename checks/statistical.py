@@ -111,6 +111,7 @@ from scipy import stats as sps
 
 from checks.outcome import (CheckOutcome, finding, findings_markdown, is_mysql, mysql_schema, outcome_from,
                             source_schema, table_ref, target_schema, to_markdown_table)
+from kora_assets.dbio.source import DECODED_DIGITS
 from kora_assets.errors import recoverable
 from kora_assets.plan.types import KoraType
 from kora_assets.transforms.casting import cast_expr
@@ -282,11 +283,13 @@ class _Endpoint:
         return table_ref(self.table, list(dict.fromkeys(names)), self.schema)
 
     def _readable(self, col, name: str):
-        """An unconstrained PostgreSQL numeric read as its text: its values differ in scale, and
-        both connectorx and polars panic on a column of them (compared as numbers after ``_coerce``)."""
+        """Columns connectorx cannot decode (see ``SourceReader._read_as_text``) read as text:
+        a PostgreSQL numeric without precision, decimals wider than it decodes, a MySQL TIME
+        (compared as numbers or times after ``_coerce``)."""
         t = self.reflect().get(name, {}).get("type")
-        if (self.dialect == "postgresql" and isinstance(t, sa.Numeric) and not isinstance(t, sa.Float)
-                and t.precision is None):
+        wide = (isinstance(t, sa.Numeric) and not isinstance(t, sa.Float)
+                and ((t.precision is None and self.dialect == "postgresql") or (t.precision or 0) > DECODED_DIGITS))
+        if wide or (self.dialect == "mysql" and isinstance(t, sa.Time)):
             return sa.cast(col, sa.Text).label(name)
         return col
 

@@ -178,13 +178,14 @@ def read_sample(plan, table: str, rows: int = SAMPLE_ROWS) -> pl.DataFrame | Non
 def infer_columns(table: str, tp, sample: pl.DataFrame, columns: list[str] | None = None):
     """Classifier predictions for the given (default: all) columns of a sample; None without the model."""
     from checks.semantic.classifier import ColumnProfile, SemanticClassifier
+    from kora_assets.transforms.casting import as_text
 
     clf = SemanticClassifier.get()
     if clf is None:
         return None
     names = [c for c in (columns or list(tp.columns)) if c in sample.columns]
     profiles = [ColumnProfile.of(table, c, tp.columns[c].type,
-                                 sample.get_column(c).cast(pl.String, strict=False).drop_nulls().head(50).to_list())
+                                 as_text(sample.get_column(c)).drop_nulls().head(50).to_list())
                 for c in names]
     return dict(zip(names, clf.predict(profiles))) if profiles else {}
 

@@ -13,34 +13,68 @@ import polars as pl
 import pyarrow as pa
 
 from kora_assets.dbio.connections import Database
+from kora_assets.errors import recoverable
 
 log = logging.getLogger("kora.source")
-_TEXT_COLUMNS: dict[tuple[str, str], frozenset[str]] = {}  # (source, table) -> columns read as text
+_TEXT_COLUMNS: dict[tuple[str, str, bool], frozenset[str]] = {}  # (source, table, fallback) -> read as text
+DECODED_DIGITS = 28  # connectorx decodes decimals through rust_decimal: 28 significant digits
+# PostgreSQL types connectorx decodes; any other (interval, money, inet, arrays, ...) is read as text
+_PG_DECODED = ("'smallint', 'integer', 'bigint', 'real', 'double precision', 'boolean', 'text', 'character varying', "
+               "'character', 'date', 'timestamp without time zone', 'timestamp with time zone', "
+               "'time without time zone', 'bytea', 'uuid', 'json', 'jsonb'")
+_PG_COLUMNS = "SELECT attname FROM pg_attribute WHERE attrelid = to_regclass(%s) AND NOT attisdropped AND attnum > 0 AND "
+_MYSQL_COLUMNS = "SELECT COLUMN_NAME FROM information_schema.COLUMNS WHERE TABLE_SCHEMA = %s AND TABLE_NAME = %s AND "
+_TEXT_COLUMNS_SQL = {  # numeric typmod: ((precision << 16) | scale) + 4
+    "postgresql": _PG_COLUMNS + f"(atttypid::regtype::text NOT IN ('numeric', {_PG_DECODED}) OR "
+                  f"(atttypid = 'numeric'::regtype AND (atttypmod = -1 OR (atttypmod - 4) >> 16 > {DECODED_DIGITS})))",
+    "mysql": _MYSQL_COLUMNS + f"(DATA_TYPE = 'time' OR (DATA_TYPE = 'decimal' AND NUMERIC_PRECISION > {DECODED_DIGITS}))",
+}
+_FALLBACK_TEXT_COLUMNS_SQL = {  # and, after a value could not be decoded, every date, time and decimal
+    "postgresql": _PG_COLUMNS + f"(atttypid::regtype::text NOT IN ({_PG_DECODED}) OR atttypid IN "
+                  "('date'::regtype, 'timestamp'::regtype, 'timestamptz'::regtype))",
+    "mysql": _MYSQL_COLUMNS + "DATA_TYPE IN ('time', 'date', 'datetime', 'timestamp', 'decimal')",
+}
+
+
+class SourceValuesUndecodable(Exception):
+    """connectorx could not decode a value of the source (a MySQL zero date, a PostgreSQL
+    'infinity'): it panics, and the partition's reading stops there."""
 
 
 class SourceReader:
-    def __init__(self, db: Database, schema: str | None = None):
-        self.db, self.schema = db, schema
+    """``as_text_fallback``: read every date, time and decimal column as text, for a partition
+    whose values connectorx could not decode (``SourceValuesUndecodable``); kora's casts then
+    queue each value the target cannot hold, instead of the partition failing."""
+
+    def __init__(self, db: Database, schema: str | None = None, *, as_text_fallback: bool = False):
+        self.db, self.schema, self.as_text_fallback = db, schema, as_text_fallback
 
     def select_sql(self, table: str, columns: list[str], where: str | None) -> str:
         as_text = self._read_as_text(table)
-        q = self.db.quote
-        cols = ", ".join(f"{q(c)}::text AS {q(c)}" if c in as_text else q(c) for c in columns)
+        cols = ", ".join(self._as_text(c) if c in as_text else self.db.quote(c) for c in columns)
         sql = f"SELECT {cols} FROM {self.db.qualified(table, self.schema)}"
         return sql + (f" WHERE {where}" if where else "")
 
+    def _as_text(self, column: str) -> str:
+        q = self.db.quote(column)
+        return f"CAST({q} AS CHAR) AS {q}" if self.db.dialect == "mysql" else f"{q}::text AS {q}"
+
     def _read_as_text(self, table: str) -> frozenset[str]:
-        """PostgreSQL columns of an unconstrained ``numeric``, read as their exact text: each
-        value has its own scale, and connectorx, which decodes a column at one scale, panics
-        on the first value with another ("decimal scale is not equal to expected scale")."""
-        if self.db.dialect != "postgresql":
+        """Columns whose values connectorx cannot decode one by one, read as their exact text:
+        it panics on the first value it cannot, failing the whole partition. PostgreSQL's
+        unconstrained ``numeric`` (each value has its own scale: "decimal scale is not equal to
+        expected scale"), decimals wider than rust_decimal's 28 digits (MySQL's DECIMAL(65,30))
+        and MySQL's ``TIME``, a duration from -838:59:59 to 838:59:59 ("could not retrieve
+        NaiveTime"). As text, a value the target cannot hold is queued by itself."""
+        sql = (_FALLBACK_TEXT_COLUMNS_SQL if self.as_text_fallback else _TEXT_COLUMNS_SQL).get(self.db.dialect)
+        if sql is None:
             return frozenset()
-        key = (self.db.connectorx_url, self.db.qualified(table, self.schema))
+        key = (self.db.connectorx_url, self.db.qualified(table, self.schema), self.as_text_fallback)
         if key not in _TEXT_COLUMNS:
             with self.db.engine.connect() as c:
-                _TEXT_COLUMNS[key] = frozenset(r[0] for r in c.exec_driver_sql(
-                    "SELECT attname FROM pg_attribute WHERE attrelid = to_regclass(%s) AND NOT attisdropped "
-                    "AND attnum > 0 AND atttypid = 'numeric'::regtype AND atttypmod = -1", (key[1],)))
+                params = ((key[1],) if self.db.dialect == "postgresql" else
+                          (self.schema or c.exec_driver_sql("SELECT DATABASE()").scalar(), table))
+                _TEXT_COLUMNS[key] = frozenset(r[0] for r in c.exec_driver_sql(sql, params))
         return _TEXT_COLUMNS[key]
 
     def batches(self, table: str, columns: list[str], where: str | None, batch_rows: int) -> Iterator[pl.DataFrame]:
@@ -57,11 +91,22 @@ class SourceReader:
 
         try:
             reader = cx.read_sql(self.db.connectorx_url, sql, return_type="arrow_stream", batch_size=batch_rows)
-        except Exception as exc:
-            raise _ConnectorxUnsupported(str(exc).splitlines()[0]) from None
-        for rb in reader:
+        except BaseException as exc:  # a type it does not read panics (pyo3's PanicException)
+            if not recoverable(exc):
+                raise
+            raise _ConnectorxUnsupported(str(exc).splitlines()[0] if str(exc) else type(exc).__name__) from None
+        batches = iter(reader)
+        while True:
+            try:
+                rb = next(batches)
+            except StopIteration:
+                return
+            except BaseException as exc:  # a Rust panic (pyo3's PanicException) is a BaseException
+                if not recoverable(exc):
+                    raise
+                raise SourceValuesUndecodable(str(exc).splitlines()[0] if str(exc) else type(exc).__name__) from None
             if rb.num_rows:
-                yield _to_polars(pa.Table.from_batches([rb]))
+                yield _finite(_to_polars(pa.Table.from_batches([rb])))
 
     def _sqlalchemy(self, sql: str, columns: list[str], batch_rows: int) -> Iterator[pl.DataFrame]:
         with self.db.engine.connect().execution_options(stream_results=True) as conn:
@@ -97,6 +142,21 @@ class SourceReader:
 
 class _ConnectorxUnsupported(Exception):
     pass
+
+
+def _finite(df: pl.DataFrame) -> pl.DataFrame:
+    """The batch, unless it holds a PostgreSQL 'infinity' date or timestamp, which connectorx
+    reads as chrono's first or last day (year -262143 or +262142) without a word: then the
+    partition is read again with its dates as text, and the value is queued as it is."""
+    temporal = [c for c, t in df.schema.items() if t == pl.Date or isinstance(t, pl.Datetime)]
+    if temporal:
+        years = df.select(pl.max_horizontal(pl.col(temporal).dt.year().abs().max()))
+        if (years.item() or 0) >= _CHRONO_YEAR_LIMIT:
+            raise SourceValuesUndecodable("a date or timestamp is 'infinity' or '-infinity'")
+    return df
+
+
+_CHRONO_YEAR_LIMIT = 262142  # connectorx's stand-in for PostgreSQL's infinities
 
 
 def _to_polars(t: pa.Table) -> pl.DataFrame:

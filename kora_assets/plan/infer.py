@@ -15,15 +15,21 @@ from sqlalchemy.dialects import mysql
 
 from kora_assets.dbio.connections import Database
 from kora_assets.plan.model import Settings
+from kora_assets.plan.types import MAX_DECIMAL_DIGITS
 
 PARTITION_ROWS = 250_000
 
 
 def kora_type(t: sa.types.TypeEngine) -> tuple[str, list[str] | None]:
     """(kora type, allowed values for enums) for a reflected column type."""
+    if isinstance(t, mysql.SET):  # any combination of its values, comma-separated: no allowed list
+        vals = list(t.values)
+        return f"varchar({max(1, sum(len(v) for v in vals) + len(vals) - 1)})", None
     if isinstance(t, sa.Enum):
         vals = list(t.enums)
         return f"varchar({max((len(v) for v in vals), default=1)})", vals
+    if isinstance(t, mysql.BIT):  # the bits as bytes (connectorx reads them so), not text
+        return "bytes", None
     if isinstance(t, mysql.TINYINT) and getattr(t, "display_width", None) == 1:
         return "boolean", None
     if isinstance(t, mysql.YEAR):
@@ -37,17 +43,19 @@ def kora_type(t: sa.types.TypeEngine) -> tuple[str, list[str] | None]:
     if isinstance(t, sa.Integer):
         return ("bigint" if getattr(t, "unsigned", False) else "integer"), None
     if isinstance(t, (sa.Float, sa.REAL)) or isinstance(t, sa.Double):
-        return ("real" if isinstance(t, sa.REAL) and not isinstance(t, sa.Double) else "double"), None
+        # MySQL's FLOAT is single precision (up to FLOAT(24)): as a double it would show its binary noise (0.1 -> 0.10000000149011612)
+        single = isinstance(t, mysql.FLOAT) and not isinstance(t, mysql.DOUBLE) and (t.precision or 0) <= 24
+        return ("real" if single or (isinstance(t, sa.REAL) and not isinstance(t, sa.Double)) else "double"), None
     if isinstance(t, sa.Numeric):
-        if t.precision:
+        if t.precision and t.precision <= MAX_DECIMAL_DIGITS:
             return f"numeric({t.precision},{t.scale or 0})", None
-        return "numeric", None
+        return "numeric", None  # unconstrained, or wider than a 38-digit decimal (MySQL's DECIMAL(65,30)): exact as text
     if isinstance(t, sa.DateTime):
         return ("timestamptz" if getattr(t, "timezone", False) else "timestamp"), None
     if isinstance(t, sa.Date):
         return "date", None
-    if isinstance(t, sa.Time):
-        return "time", None
+    if isinstance(t, sa.Time):  # a time with a zone has no kora type: its text keeps the offset
+        return ("text" if getattr(t, "timezone", False) else "time"), None
     if isinstance(t, sa.JSON):
         return "json", None
     if isinstance(t, sa.Uuid):

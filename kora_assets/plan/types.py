@@ -11,6 +11,8 @@ from dataclasses import dataclass
 
 import polars as pl
 
+MAX_DECIMAL_DIGITS = 38  # the widest decimal a batch holds (polars, Arrow decimal128)
+
 _SIMPLE = {
     "smallint", "integer", "bigint", "boolean", "real", "double", "text", "date",
     "timestamp", "timestamptz", "time", "bytes", "json", "uuid",
@@ -121,8 +123,9 @@ def parse_type(text: str) -> KoraType:
         if a is None:
             return KoraType("numeric")
         p, s = int(a), int(b or 0)
-        if not (1 <= p <= 38 and 0 <= s <= p):
-            raise ValueError(f"type {text!r}: need 1 <= precision <= 38 and 0 <= scale <= precision")
+        if not (1 <= p <= MAX_DECIMAL_DIGITS and 0 <= s <= p):
+            raise ValueError(f"type {text!r}: need 1 <= precision <= {MAX_DECIMAL_DIGITS} and 0 <= scale <= "
+                             f"precision (wider values: plain 'numeric', which keeps every digit)")
         return KoraType("numeric", precision=p, scale=s)
     if name == "varchar" and a is None:
         return KoraType("text")

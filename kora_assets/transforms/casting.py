@@ -25,6 +25,11 @@ def utf8_or_null(e: pl.Expr) -> pl.Expr:
     return e.map_batches(_decode_batch, return_dtype=pl.String)
 
 
+def as_text(s: pl.Series) -> pl.Series:
+    """Any column as text, bytes that are not UTF-8 as NULL (a cast raises on them)."""
+    return _decode_batch(s) if s.dtype == pl.Binary else s.cast(pl.String, strict=False)
+
+
 def _decode_batch(s: pl.Series) -> pl.Series:
     try:
         return s.cast(pl.String)
@@ -178,7 +183,12 @@ def _from_text(s: pl.Expr, kt: KoraType, target: pl.DataType) -> pl.Expr:
                             s.str.strptime(pl.Datetime("us"), "%Y-%m-%d %H:%M:%S%.f", strict=False).dt.date()])
     if kt.name in ("timestamp", "timestamptz"):
         parsed = pl.coalesce([s.str.strptime(pl.Datetime("us"), f, strict=False) for f in TIMESTAMP_FORMATS])
-        return parsed.dt.replace_time_zone("UTC") if kt.name == "timestamptz" else parsed
+        if kt.name == "timestamp":
+            return parsed
+        # with an offset ('2024-01-02 01:04:05+05:30', PostgreSQL's text of a timestamptz): the
+        # instant it names; without one, the time in UTC
+        offset = [s.str.strptime(pl.Datetime("us", "UTC"), f + "%#z", strict=False) for f in TIMESTAMP_FORMATS[:2]]
+        return pl.coalesce([*offset, parsed.dt.replace_time_zone("UTC")])
     if kt.name == "time":
         return pl.coalesce([s.str.strptime(pl.Time, f, strict=False) for f in ("%H:%M:%S%.f", "%H:%M")])
     return s.cast(target, strict=False)

@@ -5,6 +5,7 @@ expressions over whole chunks; Python runs once per chunk, never once per row.
 """
 from __future__ import annotations
 
+import logging
 import os
 import socket
 import time
@@ -17,7 +18,7 @@ from checks.record import FK_OK, UNIQUE_DENIED, RecordValidator
 from kora_assets.dbio.binary_copy import binary_schema
 from kora_assets.dbio.connections import Database
 from kora_assets.dbio.ddl import has_key_constraints
-from kora_assets.dbio.source import SourceReader
+from kora_assets.dbio.source import SourceReader, SourceValuesUndecodable
 from kora_assets.dbio.target import partition_writer
 from kora_assets.dbio.unique import denied_rows, flag_unique_conflicts
 from kora_assets.partitions import key_range_keys, predicate
@@ -27,6 +28,8 @@ from kora_assets.transforms.compiler import LearnedFix, TableTransform
 from kora_assets.workers.parent_keys import PROCESS_CACHE, ParentKeyCache
 from kora_assets.workers.parent_keys import contains as held_contains
 from kora_assets.workers.parent_keys import hits as held_hits
+
+log = logging.getLogger("kora.worker")
 
 
 @dataclass(frozen=True)
@@ -78,6 +81,22 @@ class TableRunner:
         self.validator = RecordValidator(self.transform, self.plan.settings)
 
     def run(self, task: PartitionTask, source: Database, target: Database, worker: str = "") -> PartitionResult:
+        """The partition in one transaction. Values the columnar reader cannot decode (a MySQL
+        zero date in a DATE column) stop it mid-partition: the transaction rolls back and the
+        partition is read again with its dates, times and decimals as text, so that each such
+        value is queued with its reason instead of the whole partition failing."""
+        try:
+            return self._run(task, source, target, worker)
+        except SourceValuesUndecodable as exc:
+            log.info("kora: %s %s: %s; reading its dates, times and decimals as text", self.table,
+                     task.partition_key, exc)
+            try:
+                return self._run(task, source, target, worker, as_text_fallback=True)
+            except SourceValuesUndecodable as again:
+                raise SourceValuesUndecodable(f"source values that cannot be read even as text: {again}") from None
+
+    def _run(self, task: PartitionTask, source: Database, target: Database, worker: str,
+             as_text_fallback: bool = False) -> PartitionResult:
         t0 = time.perf_counter()
         plan, tp = self.plan, self.tp
         part_col = tp.partitioning.column
@@ -85,7 +104,7 @@ class TableRunner:
         tgt_where = predicate(tp, task.partition_key, tp.target_column(part_col), target.quote) if part_col else None
         self.parent_keys.retain(target, {target.qualified(plan.target_name(fk.references), plan.target.schema_)
                                          for fk in tp.foreign_keys})
-        reader = SourceReader(source, plan.source.schema_)
+        reader = SourceReader(source, plan.source.schema_, as_text_fallback=as_text_fallback)
         result = PartitionResult(self.table, task.partition_key, worker=worker or _worker_name())
         chunk = tp.chunk_rows or plan.settings.chunk_rows
         writer = partition_writer(
