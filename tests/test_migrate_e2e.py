@@ -303,3 +303,34 @@ def test_postgres_types_the_columnar_reader_cannot_decode(pg_db2, pg_db, dagster
          "12:00:00+02")]
     assert _rows(pg_db, "SELECT primary_key->>'id', column_name, error_class, value FROM kora.error_queue") == [
         ("2", "d", "parse.date", "infinity")]
+
+
+def test_sqlite_values_unlike_their_declared_type_are_queued(tmp_path, pg_db, dagster_instance):
+    """SQLite types values, not columns: 'abc' in an INTEGER column, past the first chunk,
+    stopped connectorx ("InvalidColumnType") and failed the partition. It is read again
+    through the DBAPI, and only that row is queued."""
+    import sqlite3
+
+    path = tmp_path / "mixed.db"
+    with sqlite3.connect(path) as c:
+        c.execute("CREATE TABLE t (id INTEGER PRIMARY KEY, n INTEGER, d DATE)")
+        c.executemany("INSERT INTO t VALUES (?, ?, ?)", [(i, i * 10, "2024-01-01") for i in range(1, 31)])
+        c.execute("UPDATE t SET n = 'abc' WHERE id = 25")
+    _run(f"""
+version: 1
+name: mixed
+source: {{url: "sqlite:///{path}"}}
+target: {{url: "{pg_db}", schema: public}}
+settings: {{chunk_rows: 10}}
+tables:
+  t:
+    primary_key: [id]
+    partitioning: {{kind: none}}
+    columns:
+      id: {{type: integer, nullable: false}}
+      n: {{type: integer, semantic: "off"}}
+      d: {{type: date}}
+""", dagster_instance)
+    assert _rows(pg_db, "SELECT id, n FROM public.t ORDER BY id") == [(i, i * 10) for i in range(1, 31) if i != 25]
+    assert _rows(pg_db, "SELECT primary_key->>'id', column_name, error_class, value FROM kora.error_queue") == [
+        ("25", "n", "parse.number", "abc")]

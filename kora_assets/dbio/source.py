@@ -42,9 +42,10 @@ class SourceValuesUndecodable(Exception):
 
 
 class SourceReader:
-    """``as_text_fallback``: read every date, time and decimal column as text, for a partition
-    whose values connectorx could not decode (``SourceValuesUndecodable``); kora's casts then
-    queue each value the target cannot hold, instead of the partition failing."""
+    """``as_text_fallback``: read every date, time and decimal column as text (SQLite: every
+    column, through the DBAPI), for a partition whose values connectorx could not decode
+    (``SourceValuesUndecodable``); kora's casts then queue each value the target cannot hold,
+    instead of the partition failing."""
 
     def __init__(self, db: Database, schema: str | None = None, *, as_text_fallback: bool = False):
         self.db, self.schema, self.as_text_fallback = db, schema, as_text_fallback
@@ -80,6 +81,11 @@ class SourceReader:
     def batches(self, table: str, columns: list[str], where: str | None, batch_rows: int) -> Iterator[pl.DataFrame]:
         """Stream the selected rows as polars frames of at most ``batch_rows`` rows."""
         sql = self.select_sql(table, columns, where)
+        if self.as_text_fallback and self.db.dialect not in _FALLBACK_TEXT_COLUMNS_SQL:
+            # SQLite: a value unlike its column's declared type (dynamic typing) stops connectorx
+            # ("InvalidColumnType"); through the DBAPI such a column becomes text, value by value
+            yield from self._sqlalchemy(sql, columns, batch_rows)
+            return
         try:
             yield from self._connectorx(sql, batch_rows)
         except _ConnectorxUnsupported as exc:
