@@ -286,7 +286,8 @@ def test_mysql_values_the_columnar_reader_cannot_decode_are_queued_one_by_one(my
 def test_postgres_types_the_columnar_reader_cannot_decode(pg_db2, pg_db, dagster_instance, tmp_path):
     """interval, money, inet, arrays and timetz (connectorx panicked: "not implemented:
     interval") travel as their text; an 'infinity' date, which connectorx silently reads as
-    +262142-12-31, is queued as it is; numeric(30,0) beyond 28 digits lands whole."""
+    +262142-12-31, is queued as it is, and a BC date read again as text beside it still lands;
+    numeric(30,0) beyond 28 digits lands whole."""
     import sqlalchemy as sa
 
     src = Database(pg_db2, "source")
@@ -295,12 +296,12 @@ def test_postgres_types_the_columnar_reader_cannot_decode(pg_db2, pg_db, dagster
                           "ip inet, arr int[], ttz timetz)"))
         c.execute(sa.text("INSERT INTO p VALUES (1, '2024-02-29', 123456789012345678901234567890, '1 day 02:03:04', "
                           "12.34, '10.0.0.1/8', '{1,2,3}', '12:00:00+02'), (2, 'infinity', 1, NULL, NULL, NULL, "
-                          "NULL, NULL)"))
+                          "NULL, NULL), (3, '4713-01-01 BC', 2, NULL, NULL, NULL, NULL, NULL)"))
     src.engine.dispose()
     _migrate_inferred(pg_db2, pg_db, dagster_instance, tmp_path)
     assert _rows(pg_db, "SELECT id, d::text, n30::text, iv, m, ip, arr, ttz FROM public.p ORDER BY id") == [
         (1, "2024-02-29", "123456789012345678901234567890", "1 day 02:03:04", "$12.34", "10.0.0.1/8", "{1,2,3}",
-         "12:00:00+02")]
+         "12:00:00+02"), (3, "4713-01-01 BC", "2", None, None, None, None, None)]
     assert _rows(pg_db, "SELECT primary_key->>'id', column_name, error_class, value FROM kora.error_queue") == [
         ("2", "d", "parse.date", "infinity")]
 

@@ -180,7 +180,8 @@ def _from_text(s: pl.Expr, kt: KoraType, target: pl.DataType) -> pl.Expr:
         return pl.when(key.is_in(TRUE_WORDS)).then(True).when(key.is_in(FALSE_WORDS)).then(False).otherwise(None)
     if kt.name == "date":
         return pl.coalesce([s.str.strptime(pl.Date, "%Y-%m-%d", strict=False),
-                            s.str.strptime(pl.Datetime("us"), "%Y-%m-%d %H:%M:%S%.f", strict=False).dt.date()])
+                            s.str.strptime(pl.Datetime("us"), "%Y-%m-%d %H:%M:%S%.f", strict=False).dt.date(),
+                            _before_christ(s)])
     if kt.name in ("timestamp", "timestamptz"):
         parsed = pl.coalesce([s.str.strptime(pl.Datetime("us"), f, strict=False) for f in TIMESTAMP_FORMATS])
         if kt.name == "timestamp":
@@ -192,6 +193,16 @@ def _from_text(s: pl.Expr, kt: KoraType, target: pl.DataType) -> pl.Expr:
     if kt.name == "time":
         return pl.coalesce([s.str.strptime(pl.Time, f, strict=False) for f in ("%H:%M:%S%.f", "%H:%M")])
     return s.cast(target, strict=False)
+
+
+def _before_christ(s: pl.Expr) -> pl.Expr:
+    """PostgreSQL's text of a date before the year 1 ('4713-01-01 BC'; year 1 BC is year 0).
+    Components are checked as a date of the same year AD first (``pl.date`` raises on an
+    impossible one); 29 February is left to the queue, leap years differ across the shift."""
+    digits = s.str.extract(r"^(\d{4,}-\d\d-\d\d) BC$", 1)
+    ad = digits.str.strptime(pl.Date, "%Y-%m-%d", strict=False)
+    ok = ad.is_not_null() & ~((ad.dt.month() == 2) & (ad.dt.day() == 29))
+    return pl.date(pl.when(ok).then(1 - ad.dt.year()), pl.when(ok).then(ad.dt.month()), pl.when(ok).then(ad.dt.day()))
 
 
 def range_ok(out: pl.Expr, kt: KoraType) -> pl.Expr | None:
