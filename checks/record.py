@@ -236,7 +236,7 @@ class RecordValidator:
         parts = [
             ok.filter(pl.col(c.fixed_by).is_not_null()).select(
                 self._key_json().alias("primary_key"), _lit(c.target).alias("column_name"),
-                pl.col(c.source).cast(pl.String, strict=False).alias("before"),
+                utf8_or_null(pl.col(c.source)).alias("before"),
                 pl.col(c.o).cast(pl.String, strict=False).alias("after"), pl.col(c.fixed_by).alias("fix_id"))
             for c in self.fixed_columns
         ]

@@ -241,3 +241,18 @@ def test_bytes_that_are_not_utf8_are_queued_for_a_text_column_and_land_in_a_byte
     assert errors.select("primary_key", "column_name", "error_class", "reason", "value").rows() == [
         ('{"id":2}', "t", "encoding.invalid_utf8", "bytes 0xfffe are not valid UTF-8 text for column t", "fffe")]
     assert errors["row"].to_list() == ['{"id":2,"t":"fffe","raw":"6f6b"}']
+
+
+def test_bytes_that_are_not_utf8_in_a_column_with_a_semantic_rule_are_queued_not_a_failed_chunk():
+    """The reason of a semantic rule showed the source value cast to text, which raised on bytes
+    that are not UTF-8 (polars, even non-strict) and failed the whole chunk, though another check
+    (encoding.invalid_utf8) already queued the row."""
+    tp = TablePlan.model_validate({"primary_key": ["id"], "columns": {
+        "id": {"type": "integer", "nullable": False},
+        "mail": {"type": "varchar(60)", "semantic": "email"}}})
+    frame = pl.DataFrame({"id": [1, 2, 3], "mail": [b"a@example.com", b"\xff\xfe", b"not an address"]})
+    tr = TableTransform(tp)
+    valid, errors, _ = RecordValidator(tr, Settings()).split(tr.apply(frame.lazy()).collect())
+    assert valid.rows() == [(1, "a@example.com")]
+    assert sorted(errors.select("primary_key", "error_class").rows()) == [
+        ('{"id":2}', "encoding.invalid_utf8"), ('{"id":3}', "semantic.implausible")]

@@ -19,6 +19,7 @@ import polars as pl
 
 from checks.record import RecordCheck
 from checks.semantic.codes import COUNTRY_CODES, CURRENCY_CODES, NAME_PLACEHOLDERS
+from kora_assets.transforms.casting import utf8_or_null
 from kora_assets.transforms.compiler import CompiledColumn
 
 ERROR_CLASS = "semantic.implausible"
@@ -177,7 +178,7 @@ def rule_check(rule: Rule, c: CompiledColumn, semantic_type: str, today: dt.date
     fails = rule_fails(rule, c, today)
     if fails is None:
         return None
-    raw = pl.col(c.source).cast(pl.String, strict=False)
+    raw = utf8_or_null(pl.col(c.source))  # evaluated on failed rows only; bytes that are not UTF-8 are NULL
     shown = pl.concat_str([_lit("'"), raw.str.slice(0, 80), _lit("'")], ignore_nulls=True)
     what = rule.description or rule.kind.replace("_", " ")
     reason = pl.concat_str([shown, _lit(f" is implausible for {semantic_type} column {c.target}: {what} "
