@@ -211,6 +211,24 @@ def test_table_checks_run_with_the_asset_and_block_children(tmp_path, pg_db, dag
     assert status["employees"][0] == "ok"
 
 
+def _one_table_plan(source_url: str, target_url: str, columns: dict[str, str], *, chunk_rows: int = 50_000) -> str:
+    """A plan for one table ``t`` keyed by an integer ``id``; ``columns``: name -> its type and options."""
+    cols = "".join(f"\n      {name}: {{type: {spec}}}" for name, spec in columns.items())
+    return f"""
+version: 1
+name: one
+source: {{url: "{source_url}"}}
+target: {{url: "{target_url}", schema: public}}
+settings: {{chunk_rows: {chunk_rows}}}
+tables:
+  t:
+    primary_key: [id]
+    partitioning: {{kind: none}}
+    columns:
+      id: {{type: integer, nullable: false}}{cols}
+"""
+
+
 def test_unconstrained_numeric_lands_every_digit(pg_db2, pg_db, dagster_instance):
     """PostgreSQL's unconstrained numeric: each value has its own scale and may hold more digits
     than a float or a 38-digit decimal. It once panicked the reader ("decimal scale is not equal
@@ -227,20 +245,8 @@ def test_unconstrained_numeric_lands_every_digit(pg_db2, pg_db, dagster_instance
         for k, v in values.items():
             c.execute(sa.text("INSERT INTO t VALUES (:k, CAST(:v AS numeric), :y)"), {"k": k, "v": v, "y": k / 3})
     src.engine.dispose()
-    _run(f"""
-version: 1
-name: num
-source: {{url: "{pg_db2}"}}
-target: {{url: "{pg_db}", schema: public}}
-tables:
-  t:
-    primary_key: [id]
-    partitioning: {{kind: none}}
-    columns:
-      id: {{type: integer, nullable: false}}
-      x: {{type: numeric, semantic: "off"}}
-      y: {{type: double, semantic: "off"}}
-""", dagster_instance)
+    _run(_one_table_plan(pg_db2, pg_db, {"x": 'numeric, semantic: "off"', "y": 'double, semantic: "off"'}),
+         dagster_instance)
     landed = _rows(pg_db, "SELECT id, x::text, y FROM public.t ORDER BY id")
     assert landed == [(k, v, k / 3) for k, v in values.items()]
     assert _rows(pg_db, "SELECT count(*) FROM kora.error_queue") == [(0,)]
@@ -317,21 +323,8 @@ def test_sqlite_values_unlike_their_declared_type_are_queued(tmp_path, pg_db, da
         c.execute("CREATE TABLE t (id INTEGER PRIMARY KEY, n INTEGER, d DATE)")
         c.executemany("INSERT INTO t VALUES (?, ?, ?)", [(i, i * 10, "2024-01-01") for i in range(1, 31)])
         c.execute("UPDATE t SET n = 'abc' WHERE id = 25")
-    _run(f"""
-version: 1
-name: mixed
-source: {{url: "sqlite:///{path}"}}
-target: {{url: "{pg_db}", schema: public}}
-settings: {{chunk_rows: 10}}
-tables:
-  t:
-    primary_key: [id]
-    partitioning: {{kind: none}}
-    columns:
-      id: {{type: integer, nullable: false}}
-      n: {{type: integer, semantic: "off"}}
-      d: {{type: date}}
-""", dagster_instance)
+    _run(_one_table_plan(f"sqlite:///{path}", pg_db, {"n": 'integer, semantic: "off"', "d": "date"}, chunk_rows=10),
+         dagster_instance)
     assert _rows(pg_db, "SELECT id, n FROM public.t ORDER BY id") == [(i, i * 10) for i in range(1, 31) if i != 25]
     assert _rows(pg_db, "SELECT primary_key->>'id', column_name, error_class, value FROM kora.error_queue") == [
         ("25", "n", "parse.number", "abc")]
