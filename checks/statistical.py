@@ -111,7 +111,7 @@ from scipy import stats as sps
 
 from checks.outcome import (CheckOutcome, finding, findings_markdown, is_mysql, mysql_schema, outcome_from,
                             source_schema, table_ref, target_schema, to_markdown_table)
-from kora_assets.dbio.source import DECODED_DIGITS
+from kora_assets.dbio.source import columns_read_as_text
 from kora_assets.errors import recoverable
 from kora_assets.plan.types import KoraType
 from kora_assets.transforms.casting import cast_expr
@@ -283,13 +283,9 @@ class _Endpoint:
         return table_ref(self.table, list(dict.fromkeys(names)), self.schema)
 
     def _readable(self, col, name: str):
-        """Columns connectorx cannot decode (see ``SourceReader._read_as_text``) read as text:
-        a PostgreSQL numeric without precision, decimals wider than it decodes, a MySQL TIME
-        (compared as numbers or times after ``_coerce``)."""
-        t = self.reflect().get(name, {}).get("type")
-        wide = (isinstance(t, sa.Numeric) and not isinstance(t, sa.Float)
-                and ((t.precision is None and self.dialect == "postgresql") or (t.precision or 0) > DECODED_DIGITS))
-        if wide or (self.dialect == "mysql" and isinstance(t, sa.Time)):
+        """What connectorx cannot decode read as text (``columns_read_as_text``), compared as
+        numbers or times after ``_coerce``."""
+        if name in columns_read_as_text(self.engine, self.table, self.schema):
             return sa.cast(col, sa.Text).label(name)
         return col
 

@@ -11,13 +11,14 @@ from collections.abc import Iterator
 
 import polars as pl
 import pyarrow as pa
+import sqlalchemy as sa
 
 from kora_assets.dbio.connections import Database
 from kora_assets.errors import recoverable
 
 log = logging.getLogger("kora.source")
-_TEXT_COLUMNS: dict[tuple[str, str, bool], frozenset[str]] = {}  # (source, table, fallback) -> read as text
-DECODED_DIGITS = 28  # connectorx decodes decimals through rust_decimal: 28 significant digits
+_TEXT_COLUMNS: dict[tuple[str, str, bool], frozenset[str]] = {}  # (database, table, fallback) -> read as text
+_DECODED_DIGITS = 28  # connectorx decodes decimals through rust_decimal: 28 significant digits
 # PostgreSQL types connectorx decodes; any other (interval, money, inet, arrays, ...) is read as text
 _PG_DECODED = ("'smallint', 'integer', 'bigint', 'real', 'double precision', 'boolean', 'text', 'character varying', "
                "'character', 'date', 'timestamp without time zone', 'timestamp with time zone', "
@@ -26,8 +27,8 @@ _PG_COLUMNS = "SELECT attname FROM pg_attribute WHERE attrelid = to_regclass(%s)
 _MYSQL_COLUMNS = "SELECT COLUMN_NAME FROM information_schema.COLUMNS WHERE TABLE_SCHEMA = %s AND TABLE_NAME = %s AND "
 _TEXT_COLUMNS_SQL = {  # numeric typmod: ((precision << 16) | scale) + 4
     "postgresql": _PG_COLUMNS + f"(atttypid::regtype::text NOT IN ('numeric', {_PG_DECODED}) OR "
-                  f"(atttypid = 'numeric'::regtype AND (atttypmod = -1 OR (atttypmod - 4) >> 16 > {DECODED_DIGITS})))",
-    "mysql": _MYSQL_COLUMNS + f"(DATA_TYPE = 'time' OR (DATA_TYPE = 'decimal' AND NUMERIC_PRECISION > {DECODED_DIGITS}))",
+                  f"(atttypid = 'numeric'::regtype AND (atttypmod = -1 OR (atttypmod - 4) >> 16 > {_DECODED_DIGITS})))",
+    "mysql": _MYSQL_COLUMNS + f"(DATA_TYPE = 'time' OR (DATA_TYPE = 'decimal' AND NUMERIC_PRECISION > {_DECODED_DIGITS}))",
 }
 _FALLBACK_TEXT_COLUMNS_SQL = {  # and, after a value could not be decoded, every date, time and decimal
     "postgresql": _PG_COLUMNS + f"(atttypid::regtype::text NOT IN ({_PG_DECODED}) OR atttypid IN "
@@ -39,6 +40,29 @@ _FALLBACK_TEXT_COLUMNS_SQL = {  # and, after a value could not be decoded, every
 class SourceValuesUndecodable(Exception):
     """connectorx could not decode a value of the source (a MySQL zero date, a PostgreSQL
     'infinity'): it panics, and the partition's reading stops there."""
+
+
+def columns_read_as_text(engine: sa.Engine, table: str, schema: str | None, *, fallback: bool = False) -> frozenset[str]:
+    """Columns whose values connectorx cannot decode one by one, read as their exact text: it
+    panics on the first value it cannot, failing the whole partition (or a check's sample).
+    PostgreSQL types it does not read (interval, money, inet, arrays, ...), its unconstrained
+    ``numeric`` (each value has its own scale: "decimal scale is not equal to expected scale"),
+    decimals wider than rust_decimal's 28 digits (MySQL's DECIMAL(65,30)) and MySQL's ``TIME``,
+    a duration from -838:59:59 to 838:59:59 ("could not retrieve NaiveTime"). As text, a value
+    the target cannot hold is queued by itself. ``fallback``: dates, times and decimals too."""
+    dialect = {"mariadb": "mysql"}.get(engine.dialect.name, engine.dialect.name)
+    sql = (_FALLBACK_TEXT_COLUMNS_SQL if fallback else _TEXT_COLUMNS_SQL).get(dialect)
+    if sql is None:
+        return frozenset()
+    quote = engine.dialect.identifier_preparer.quote
+    qualified = f"{quote(schema)}.{quote(table)}" if schema else quote(table)
+    key = (engine.url.render_as_string(hide_password=False), qualified, fallback)
+    if key not in _TEXT_COLUMNS:
+        with engine.connect() as c:
+            params = ((qualified,) if dialect == "postgresql" else
+                      (schema or c.exec_driver_sql("SELECT DATABASE()").scalar(), table))
+            _TEXT_COLUMNS[key] = frozenset(r[0] for r in c.exec_driver_sql(sql, params))
+    return _TEXT_COLUMNS[key]
 
 
 class SourceReader:
@@ -61,22 +85,7 @@ class SourceReader:
         return f"CAST({q} AS CHAR) AS {q}" if self.db.dialect == "mysql" else f"{q}::text AS {q}"
 
     def _read_as_text(self, table: str) -> frozenset[str]:
-        """Columns whose values connectorx cannot decode one by one, read as their exact text:
-        it panics on the first value it cannot, failing the whole partition. PostgreSQL's
-        unconstrained ``numeric`` (each value has its own scale: "decimal scale is not equal to
-        expected scale"), decimals wider than rust_decimal's 28 digits (MySQL's DECIMAL(65,30))
-        and MySQL's ``TIME``, a duration from -838:59:59 to 838:59:59 ("could not retrieve
-        NaiveTime"). As text, a value the target cannot hold is queued by itself."""
-        sql = (_FALLBACK_TEXT_COLUMNS_SQL if self.as_text_fallback else _TEXT_COLUMNS_SQL).get(self.db.dialect)
-        if sql is None:
-            return frozenset()
-        key = (self.db.connectorx_url, self.db.qualified(table, self.schema), self.as_text_fallback)
-        if key not in _TEXT_COLUMNS:
-            with self.db.engine.connect() as c:
-                params = ((key[1],) if self.db.dialect == "postgresql" else
-                          (self.schema or c.exec_driver_sql("SELECT DATABASE()").scalar(), table))
-                _TEXT_COLUMNS[key] = frozenset(r[0] for r in c.exec_driver_sql(sql, params))
-        return _TEXT_COLUMNS[key]
+        return columns_read_as_text(self.db.engine, table, self.schema, fallback=self.as_text_fallback)
 
     def batches(self, table: str, columns: list[str], where: str | None, batch_rows: int) -> Iterator[pl.DataFrame]:
         """Stream the selected rows as polars frames of at most ``batch_rows`` rows."""
@@ -100,7 +109,7 @@ class SourceReader:
         except BaseException as exc:  # a type it does not read panics (pyo3's PanicException)
             if not recoverable(exc):
                 raise
-            raise _ConnectorxUnsupported(str(exc).splitlines()[0] if str(exc) else type(exc).__name__) from None
+            raise _ConnectorxUnsupported(_first_line(exc)) from None
         batches = iter(reader)
         while True:
             try:
@@ -110,7 +119,7 @@ class SourceReader:
             except BaseException as exc:  # a Rust panic (pyo3's PanicException) is a BaseException
                 if not recoverable(exc):
                     raise
-                raise SourceValuesUndecodable(str(exc).splitlines()[0] if str(exc) else type(exc).__name__) from None
+                raise SourceValuesUndecodable(_first_line(exc)) from None
             if rb.num_rows:
                 yield _finite(_to_polars(pa.Table.from_batches([rb])))
 
@@ -148,6 +157,10 @@ class SourceReader:
 
 class _ConnectorxUnsupported(Exception):
     pass
+
+
+def _first_line(exc: BaseException) -> str:
+    return str(exc).splitlines()[0] if str(exc) else type(exc).__name__
 
 
 def _finite(df: pl.DataFrame) -> pl.DataFrame:

@@ -22,18 +22,17 @@ ZERO_DATE = r"^\s*0{4}-0{2}-0{2}"
 def utf8_or_null(e: pl.Expr) -> pl.Expr:
     """Bytes as text, NULL where they are not UTF-8: polars raises on such bytes even when a
     cast is not strict, and one bad value would fail its whole partition."""
-    return e.map_batches(_decode_batch, return_dtype=pl.String)
+    return e.map_batches(as_text, return_dtype=pl.String)
 
 
 def as_text(s: pl.Series) -> pl.Series:
     """Any column as text, bytes that are not UTF-8 as NULL (a cast raises on them)."""
-    return _decode_batch(s) if s.dtype == pl.Binary else s.cast(pl.String, strict=False)
-
-
-def _decode_batch(s: pl.Series) -> pl.Series:
     try:
         return s.cast(pl.String)
-    except pl.exceptions.PolarsError:  # rare: decode value by value
+    except pl.exceptions.PolarsError:  # rare: decode bytes value by value
+        if s.dtype != pl.Binary:
+            return s.cast(pl.String, strict=False)
+
         def decode(b: bytes | None) -> str | None:
             try:
                 return None if b is None else b.decode("utf-8")
