@@ -290,6 +290,27 @@ def test_an_unknown_encoder_precision_is_named_and_auto_used(monkeypatch, caplog
     assert "KORA_ENCODER_PRECISION='fp16' is none of auto, float32, bfloat16" in caplog.text
 
 
+def test_auto_precision_takes_bfloat16_only_where_a_timed_product_says_it_is_faster(monkeypatch):
+    """CPU flags alone mislead: on a Xeon with AVX512-BF16 but no AMX the products took 2x the
+    CPU seconds in bfloat16. ``auto`` follows the timing; an explicit setting is obeyed."""
+    import torch
+
+    from checks.semantic import encoder
+
+    monkeypatch.setenv("KORA_ENCODER_PRECISION", "auto")
+    monkeypatch.setattr(torch.cpu, "_is_avx512_bf16_supported", lambda: True)
+    for faster in (False, True):
+        monkeypatch.setattr(encoder, "bfloat16_products_faster", lambda _torch, f=faster: f)
+        assert encoder.native_bfloat16(torch, "cpu") is faster
+        assert encoder.native_bfloat16(torch, "cuda") is False
+    monkeypatch.setattr(encoder, "bfloat16_products_faster", lambda _torch: False)
+    monkeypatch.setenv("KORA_ENCODER_PRECISION", "bfloat16")
+    assert encoder.native_bfloat16(torch, "cpu") is True
+    monkeypatch.setenv("KORA_ENCODER_PRECISION", "float32")
+    monkeypatch.setattr(encoder, "bfloat16_products_faster", lambda _torch: True)
+    assert encoder.native_bfloat16(torch, "cpu") is False
+
+
 def test_bfloat16_products_keep_the_float32_vectors_and_anomaly_scores(monkeypatch):
     """Where the CPU computes bfloat16 natively the encoder's products run in it: the vectors
     stay within cosine 0.9999 of float32 and anomaly scores move by far less than the gap

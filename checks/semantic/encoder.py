@@ -15,12 +15,13 @@ so a column's values are embedded once per process however many partitions ask.
 the CPU's to ~1e-6 (``bench/gpu_encoder_check.py`` checks it on a GPU machine), so thresholds
 tuned on one hold on the other.
 
-On a CPU with native bfloat16 arithmetic (AVX512-BF16 or AMX) the matrix products run in
-bfloat16 (``torch.autocast``; layer norms, softmax and pooling stay float32): 2.2x fewer CPU
-seconds per text on the anomaly scans that run beside the workers, vectors within cosine
-0.99997 of float32 (max |diff| ~1.5e-3, where the anomaly spread floor is 0.04).
-``KORA_ENCODER_PRECISION=float32`` keeps float32 everywhere; elsewhere (no native bfloat16,
-where emulating it is slower, or a GPU) it is float32 anyway.
+On a CPU with native bfloat16 arithmetic (AVX512-BF16 or AMX) where a timed product says it
+is faster (``bfloat16_products_faster``: with AMX it is, with AVX512-BF16 alone it was 2x
+slower) the matrix products run in bfloat16 (``torch.autocast``; layer norms, softmax and
+pooling stay float32): 2.2x fewer CPU seconds per text on the anomaly scans that run beside
+the workers, vectors within cosine 0.99997 of float32 (max |diff| ~1.5e-3, where the anomaly
+spread floor is 0.04). ``KORA_ENCODER_PRECISION=float32`` or ``bfloat16`` decides instead;
+elsewhere (no native bfloat16, or a GPU) it is float32.
 
 Optional: without torch, tokenizers, safetensors or the package, ``available()`` says why,
 and kora runs on the plausibility rules of the plan's explicit ``semantic:`` fields.
@@ -96,16 +97,48 @@ def prepare_torch() -> None:
 
 
 def native_bfloat16(torch, device: str) -> bool:
-    """Run the products in bfloat16? On a CPU that computes it natively, unless
-    ``KORA_ENCODER_PRECISION=float32`` says no."""
+    """Run the products in bfloat16? On a CPU where they are measurably faster in it, unless
+    ``KORA_ENCODER_PRECISION`` says which."""
     wanted = os.environ.get("KORA_ENCODER_PRECISION", "auto").strip().lower()
     if wanted not in ("auto", "float32", "fp32", "bfloat16", "bf16"):
         log.warning("kora: KORA_ENCODER_PRECISION=%r is none of auto, float32, bfloat16; using auto", wanted)
     if wanted in ("float32", "fp32") or device != "cpu":
         return False
+    if wanted in ("bfloat16", "bf16"):
+        return True
     cpu = torch.cpu
     native = any(getattr(cpu, f, lambda: False)() for f in ("_is_avx512_bf16_supported", "_is_amx_tile_supported"))
-    return native or wanted in ("bfloat16", "bf16")
+    return native and bfloat16_products_faster(torch)
+
+
+@functools.cache
+def bfloat16_products_faster(torch) -> bool:
+    """Time one of the encoder's products both ways, as ``_forward`` runs it (float32 weights,
+    autocast), on one thread: the CPU flags alone mislead. With AMX bfloat16 took ~2.2x fewer
+    CPU seconds per text; on a Xeon with AVX512-BF16 but no AMX it took 2x *more* (74 against
+    141 GFLOPS; 500 comments: 5.8 against 3.7 CPU-s). ~0.1 s once per process."""
+    import time
+
+    F = torch.nn.functional
+    x, w, b = torch.randn(64 * 32, 384), torch.randn(1536, 384), torch.randn(1536)
+
+    def best(bf16: bool) -> float:
+        times = []
+        with torch.inference_mode(), torch.autocast("cpu", dtype=torch.bfloat16, enabled=bf16):
+            for _ in range(4):
+                t0 = time.perf_counter()
+                F.linear(x, w, b)
+                times.append(time.perf_counter() - t0)
+        return min(times[1:])  # the first call builds the kernel
+
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        fp32, bf16 = best(False), best(True)
+    finally:
+        torch.set_num_threads(threads)
+    log.debug("kora: encoder product float32 %.1f ms, bfloat16 %.1f ms", fp32 * 1e3, bf16 * 1e3)
+    return bf16 < 0.8 * fp32
 
 
 class Encoder:
