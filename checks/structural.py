@@ -23,9 +23,10 @@ through the plan, never the data. What it compares, and what "expected" means fo
   columns renamed. Textual equivalence across dialects is not semantic equivalence, so a
   source check whose only counterpart differs textually on the same columns is a warning
   ("verify"), and a source check with no target check on its columns fails.
-* **defaults**: the plan's ``default`` if set, else the source's, compared after normalising
-  quoting, casts, booleans, numbers and ``now()``/``CURRENT_TIMESTAMP`` spellings.
-  Sequence/identity/auto-increment defaults are compared as "generated" only.
+* **defaults**: the plan's ``default`` or ``identity`` if set (a mismatch fails), else the
+  source's (a mismatch warns, as for nullability), compared after normalising quoting, casts,
+  booleans, numbers and ``now()``/``CURRENT_TIMESTAMP`` spellings. Sequence/identity/
+  auto-increment defaults are compared as "generated" only.
 * **indexes**: every non-unique source index (on columns the plan keeps) has a target index
   whose leading columns are the mapped columns in the same order (the PK and unique
   constraints count). If the plan lists ``indexes``, that list replaces the source's; source
@@ -38,7 +39,6 @@ rule is reported once, by the check that can show its consequence.
 """
 from __future__ import annotations
 
-import re
 from dataclasses import dataclass, field
 from decimal import Decimal, InvalidOperation
 from typing import Any
@@ -48,6 +48,7 @@ from sqlalchemy import types as st
 
 from checks.outcome import (CheckOutcome, finding, findings_markdown, is_mysql, outcome_from,
                             source_schema, target_schema, to_markdown_table)
+from kora_assets.plan.defaults import clock_keyword, is_generated, unwrap
 from kora_assets.plan.types import KoraType
 
 GENERATED = "<generated>"
@@ -123,7 +124,7 @@ def _shape(engine: sa.Engine, schema: str | None, table: str) -> _Shape | None:
         cols[c["name"]] = {
             "type": _reflected_type(c["type"], dialect.name),
             "nullable": bool(c["nullable"]),
-            "default": GENERATED if _is_generated(c, dialect.name) else _norm_default(c.get("default")),
+            "default": GENERATED if is_generated(c, dialect.name) else _norm_default(c.get("default")),
         }
     pk = list(insp.get_pk_constraint(table, schema=schema).get("constrained_columns") or [])
     uniques = [tuple(u["column_names"]) for u in insp.get_unique_constraints(table, schema=schema)]
@@ -142,14 +143,6 @@ def _shape(engine: sa.Engine, schema: str | None, table: str) -> _Shape | None:
         checks = []
     fk_names = {fk.get("name") for fk in insp.get_foreign_keys(table, schema=schema) if fk.get("name")}
     return _Shape(cols, pk, list(dict.fromkeys(uniques)), indexes, checks, fk_names)
-
-
-def _is_generated(col: dict, dialect: str) -> bool:
-    """Serial, identity and auto-increment columns: their "default" is a generator, not a value."""
-    default = str(col.get("default") or "").lower()
-    if col.get("identity") or default.startswith("nextval("):
-        return True
-    return dialect in ("mysql", "mariadb") and col.get("autoincrement") is True
 
 
 def _reflected_type(t: st.TypeEngine, dialect: str) -> str:
@@ -233,10 +226,6 @@ def _types_match(expected: str, actual: str, dialect: str) -> bool:
     return dialect in ("mysql", "mariadb") and expected == "json" and actual == "text"
 
 
-_CAST_RE = re.compile(r"::\s*[a-z_][a-z0-9_ ]*(\[\])?(\(\s*\d+(\s*,\s*\d+)?\s*\))?", re.I)
-_NOW_RE = re.compile(r"^(current_timestamp|now|localtimestamp|transaction_timestamp)(\(\s*\d*\s*\))?$", re.I)
-
-
 def _norm_default(v: Any) -> str | None:
     """A column default in one spelling whatever the dialect: ``'0.00'``, ``0::numeric``,
     ``false`` and ``0`` compare as the same thing; ``NULL`` means no default."""
@@ -244,19 +233,14 @@ def _norm_default(v: Any) -> str | None:
         return None
     if isinstance(v, bool):
         return "1" if v else "0"
-    s = str(v).strip()
-    while s.startswith("(") and s.endswith(")") and _balanced(s[1:-1]):
-        s = s[1:-1].strip()
-    s = _CAST_RE.sub("", s).strip()
-    while s.startswith("(") and s.endswith(")") and _balanced(s[1:-1]):
-        s = s[1:-1].strip()
+    s = unwrap(str(v))
     low = s.lower()
     if low == "null":
         return None
     if low.startswith("nextval("):
         return GENERATED
-    if _NOW_RE.match(low):
-        return "current_timestamp"
+    if clock := clock_keyword(s):
+        return clock.lower()
     if len(s) >= 2 and s[0] == s[-1] == "'":
         s = s[1:-1].replace("''", "'")
         low = s.lower()
@@ -266,16 +250,6 @@ def _norm_default(v: Any) -> str | None:
         return format(Decimal(s).normalize(), "f")
     except (InvalidOperation, ValueError):
         return s
-
-
-def _balanced(s: str) -> bool:
-    depth = 0
-    for ch in s:
-        depth += ch == "("
-        depth -= ch == ")"
-        if depth < 0:
-            return False
-    return depth == 0
 
 
 # --- comparisons ---------------------------------------------------------------------------
@@ -310,12 +284,13 @@ def _compare_columns(ctx: _Ctx, findings: list[dict]) -> list[list]:
                 "nullable", f"target is {'NULL' if t['nullable'] else 'NOT NULL'}able but {why} "
                 f"{'NULL' if exp_null else 'NOT NULL'}", column=tcol, level="fail" if explicit else "warn",
                 expected=exp_null, actual=t["nullable"]))
-        exp_def = _expected_default(cp, s)
+        exp_def, explicit = _expected_default(cp, s, dialect)
         if not _defaults_match(exp_def, t["default"]):
             bad.append("default")
-            lvl = "warn" if exp_def is None else "fail"
-            findings.append(finding("default", f"target default {t['default']!r} differs from the expected {exp_def!r}",
-                                    column=tcol, level=lvl, expected=exp_def, actual=t["default"]))
+            why = "the plan's" if explicit else "the source's (the plan sets no default)"
+            findings.append(finding("default", f"target default {t['default']!r} differs from {why} {exp_def!r}",
+                                    column=tcol, level="fail" if explicit else "warn",
+                                    expected=exp_def, actual=t["default"]))
         rows.append([tcol, cp.type, t["type"], exp_null, t["nullable"], exp_def, t["default"],
                      "ok" if not bad else ", ".join(bad)])
     for extra in sorted(set(ctx.tgt.columns) - plan_targets):
@@ -331,10 +306,14 @@ def _expected_nullable(cp, src_col: dict | None) -> tuple[bool, bool]:
     return src_col["nullable"], False
 
 
-def _expected_default(cp, src_col: dict | None) -> str | None:
+def _expected_default(cp, src_col: dict | None, dialect: str) -> tuple[str | None, bool]:
+    """(expected default, whether the plan says so): the plan's ``identity`` or ``default``,
+    else the source's. A SQLite target has no identity columns (its integer key is the rowid)."""
+    if cp.identity:
+        return (GENERATED if dialect == "postgresql" else None), True
     if cp.default is not None:
-        return _norm_default(cp.default)
-    return src_col["default"] if src_col else None
+        return _norm_default(cp.default), True
+    return (src_col["default"] if src_col else None), False
 
 
 def _defaults_match(expected: str | None, actual: str | None) -> bool:

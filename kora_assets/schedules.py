@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import dagster as dg
 
-from kora_assets.naming import asset_key
+from kora_assets.naming import asset_key, dagster_name
 from kora_assets.partitions import partitions_def
 from kora_assets.plan.model import Plan
 
@@ -19,11 +19,12 @@ def build_sync_schedules(plan: Plan) -> tuple[list[dg.ScheduleDefinition], list[
         if tp.partitioning.kind != "time":
             continue
         pdef = partitions_def(tp)
-        job = dg.define_asset_job(f"sync_{plan.target_name(table)}", selection=[asset_key(plan.name, plan.target_name(table))],
+        name = dagster_name(plan.target_name(table))
+        job = dg.define_asset_job(f"sync_{name}", selection=[asset_key(plan.name, plan.target_name(table))],
                                   partitions_def=pdef)
         cron = "0 * * * *" if tp.partitioning.granularity == "daily" else "0 2 * * *"
 
-        @dg.schedule(name=f"sync_{plan.target_name(table)}_schedule", job=job, cron_schedule=cron,
+        @dg.schedule(name=f"sync_{name}_schedule", job=job, cron_schedule=cron,
                      default_status=dg.DefaultScheduleStatus.STOPPED,
                      description=f"Re-materialize the two newest {tp.partitioning.granularity} partitions of {table}.")
         def _sync(context: dg.ScheduleEvaluationContext, _pdef=pdef, _job=job):

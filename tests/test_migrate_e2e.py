@@ -252,8 +252,8 @@ def test_unconstrained_numeric_lands_every_digit(pg_db2, pg_db, dagster_instance
     assert _rows(pg_db, "SELECT count(*) FROM kora.error_queue") == [(0,)]
 
 
-def _migrate_inferred(source_url: str, target_url: str, instance, tmp_path) -> None:
-    """``kora init``'s plan for the source, then a migration through Dagster."""
+def _migrate_inferred(source_url: str, target_url: str, instance, tmp_path) -> str:
+    """``kora init``'s plan for the source, then a migration through Dagster; the plan's text."""
     from kora_assets.plan.infer import infer_plan, render_plan
 
     src = Database(source_url, "source")
@@ -261,6 +261,62 @@ def _migrate_inferred(source_url: str, target_url: str, instance, tmp_path) -> N
     plan_text = render_plan(plan, counts, src.display)
     src.engine.dispose()
     _run(plan_text, instance)
+    return plan_text
+
+
+def test_mariadb_auto_increment_defaults_and_an_odd_table_name_carry_over(mysql_db, pg_db, dagster_instance,
+                                                                          tmp_path):
+    """What the application relies on after cut-over: an AUTO_INCREMENT key becomes an identity
+    whose sequence continues past the migrated keys, literal and clock defaults carry over
+    (ON UPDATE and uuid() cannot, and the plan says so). Before, the blocking structural check
+    failed every such table (the target had no default) and skipped its children; a table
+    named with a space failed to load as a Dagster asset; a TINYINT(1) holding 2 landed as true."""
+    import sqlalchemy as sa
+
+    src = Database(mysql_db, "source")
+    with src.engine.begin() as c:
+        c.execute(sa.text(
+            "CREATE TABLE `order items` (id INT AUTO_INCREMENT PRIMARY KEY, status VARCHAR(10) NOT NULL DEFAULT 'new', "
+            "qty INT DEFAULT 0, price DECIMAL(8,2) DEFAULT '9.90', active TINYINT(1) DEFAULT 1, "
+            "created DATETIME DEFAULT CURRENT_TIMESTAMP, "
+            "updated TIMESTAMP NOT NULL DEFAULT CURRENT_TIMESTAMP ON UPDATE CURRENT_TIMESTAMP, "
+            "u VARCHAR(36) DEFAULT (uuid()))"))
+        c.execute(sa.text("INSERT INTO `order items` (status, active) VALUES ('a', 1), ('b', 0), ('c', 2)"))
+        c.execute(sa.text("INSERT INTO `order items` (id, status) VALUES (100, 'd')"))
+    src.engine.dispose()
+    plan_text = _migrate_inferred(mysql_db, pg_db, dagster_instance, tmp_path)
+    assert "identity: true" in plan_text and "default: CURRENT_TIMESTAMP" in plan_text
+    assert "# not carried over from the source: ON UPDATE current_timestamp()" in plan_text
+    assert "# not carried over from the source: default uuid()" in plan_text
+    assert _rows(pg_db, 'SELECT id, status, active FROM public."order items" ORDER BY id') == [
+        (1, "a", True), (2, "b", False), (100, "d", True)]
+    assert _rows(pg_db, "SELECT primary_key->>'id', column_name, error_class, value FROM kora.error_queue") == [
+        ("3", "active", "parse.boolean", "2")]
+    assert _rows(pg_db, 'INSERT INTO public."order items" (u) VALUES (NULL) RETURNING id, status, qty, price::text, '
+                        "active, created IS NOT NULL, updated IS NOT NULL") == [(101, "new", 0, "9.90", True, True, True)]
+
+
+def test_postgres_identity_serial_domain_and_json_keep_their_meaning(pg_db2, pg_db, dagster_instance, tmp_path):
+    """An identity and a serial column continue past the migrated keys; a domain lands as its
+    base type (it was text); jsonb keeps its numbers as written (connectorx re-serialized
+    them: 2.50 landed as 2.5)."""
+    import sqlalchemy as sa
+
+    src = Database(pg_db2, "source")
+    with src.engine.begin() as c:
+        c.execute(sa.text("CREATE DOMAIN posint AS integer CHECK (VALUE > 0)"))
+        c.execute(sa.text("CREATE TABLE u (id bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY, n serial, p posint, "
+                          "jb jsonb, made timestamptz NOT NULL DEFAULT now(), kind text DEFAULT 'x'::text)"))
+        c.execute(sa.text("""INSERT INTO u (p, jb) VALUES (7, '{"z": [1, 2.50, "é"]}'), (8, NULL)"""))
+    src.engine.dispose()
+    plan_text = _migrate_inferred(pg_db2, pg_db, dagster_instance, tmp_path)
+    assert "default: CURRENT_TIMESTAMP" in plan_text and "default: x" in plan_text
+    assert _rows(pg_db, "SELECT id, n, p, jb::text FROM public.u ORDER BY id") == [
+        (1, 1, 7, '{"z": [1, 2.50, "é"]}'), (2, 2, 8, None)]
+    assert _rows(pg_db, "SELECT data_type FROM information_schema.columns WHERE table_name = 'u' AND column_name = 'p'"
+                 ) == [("integer",)]
+    assert _rows(pg_db, "INSERT INTO public.u (p) VALUES (9) RETURNING id, n, kind, made IS NOT NULL") == [
+        (3, 3, "x", True)]
 
 
 def test_mysql_values_the_columnar_reader_cannot_decode_are_queued_one_by_one(mysql_db, pg_db, dagster_instance,

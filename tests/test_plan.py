@@ -54,6 +54,26 @@ def test_fk_cycle_is_explained():
     assert "foreign keys form a cycle that cannot be ordered: customers -> orders -> customers" in msg
 
 
+def test_names_dagster_cannot_take_and_tables_that_would_meet_as_assets():
+    msg = _error("name: my plan\n" + BASE.replace("    primary_key: [id]\n    columns:\n      id: {type: integer}\n      name",
+                                                    "    group: sales-eu\n    primary_key: [id]\n    columns:\n"
+                                                    "      id: {type: integer}\n      name", 1))
+    assert "plan.yaml:1: name: a Dagster name takes only letters, digits and _ (e.g. 'my_plan')" in msg
+    assert "tables.customers.group: a Dagster name takes only letters, digits and _ (e.g. 'sales_eu')" in msg
+    msg = _error(BASE.replace("  orders:\n", "  orders:\n    target: order items\n") + "  order_items:\n"
+                 "    columns:\n      id: {type: integer}\n")
+    assert ("tables.order_items.target: target tables 'order_items' and 'order items' would both be the Dagster "
+            "asset 'order_items'") in msg
+    parse_plan(BASE.replace("  orders:\n", "  orders:\n    target: order items\n"))  # alone it is fine
+
+
+def test_identity_needs_an_integer_and_no_default():
+    msg = _error(BASE.replace("name: {type: varchar(20)}", "name: {type: varchar(20), identity: true}"))
+    assert "plan.yaml:8: tables.customers.columns.name: identity needs an integer type" in msg
+    msg = _error(BASE.replace("id: {type: integer}", "id: {type: integer, identity: true, default: 1}", 1))
+    assert "a column has either identity or a default, not both" in msg
+
+
 def test_missing_env_var(monkeypatch):
     monkeypatch.delenv("KORA_NOPE_PASSWORD", raising=False)
     msg = _error(BASE.replace("postgresql://postgres@", "postgresql://postgres:${KORA_NOPE_PASSWORD}@"))
@@ -127,3 +147,21 @@ def test_partition_bounds_are_the_ntile_minima_without_the_window(dialect, tmp_p
         with db.engine.begin() as c:
             c.exec_driver_sql("DROP TABLE kt")
         db.engine.dispose()
+
+
+@pytest.mark.parametrize("raw, ktype, value", [
+    ("'new'", "varchar(10)", "new"), ("'new'::character varying", "text", "new"), ("'it''s'", "text", "it's"),
+    ("0", "integer", 0), ("'9.90'", "numeric(8,2)", "9.90"), ("(0)::numeric", "numeric(8,2)", 0),
+    ("1", "boolean", True), ("'0'", "boolean", False), ("false", "boolean", False),
+    ("current_timestamp()", "timestamp", "CURRENT_TIMESTAMP"), ("now()", "timestamptz", "CURRENT_TIMESTAMP"),
+    ("CURRENT_TIMESTAMP", "timestamp", "CURRENT_TIMESTAMP"), ("curdate()", "date", "CURRENT_DATE"),
+    ("'2000-01-01'::date", "date", "2000-01-01"), ("NULL", "text", None), (None, "text", None),
+    ("current_timestamp() ON UPDATE current_timestamp()", "timestamp", "CURRENT_TIMESTAMP"),
+    ("uuid()", "varchar(36)", None), ("'0000-00-00 00:00:00'", "timestamp", None), ("'2'", "boolean", None),
+])
+def test_source_defaults_in_the_plans_vocabulary(raw, ktype, value):
+    from kora_assets.plan.defaults import plan_default
+
+    got, why = plan_default(raw, parse_type(ktype))
+    assert got == value and type(got) is type(value)
+    assert (why is None) == (value is not None or raw in (None, "NULL")) or "ON UPDATE" in str(raw)

@@ -95,6 +95,7 @@ def build_behavioral_checks(plan, source_url_resolver: EndpointResolver | None =
     renames = renames_from_plan(plan)
     log_name = str(plan.query_log or "statements given in code")
 
+    table_of = {asset_key(plan.name, t): t for t in tables}  # the key's name is Dagster's spelling of the table's
     specs = [dg.AssetCheckSpec(CHECK_NAME, asset=asset_key(plan.name, t),
                                description=f"The application's queries touching {t} answer alike on source "
                                            f"and target (replayed from {log_name}).")
@@ -112,7 +113,7 @@ def build_behavioral_checks(plan, source_url_resolver: EndpointResolver | None =
                                           severity=dg.AssetCheckSeverity.WARN,
                                           metadata={"error": dg.MetadataValue.text(load_error)})
             return
-        wanted = {key.asset_key.path[-1] for key in selected}
+        wanted = {table_of[key.asset_key] for key in selected}
         source, target = resolve_src(plan.source), resolve_tgt(plan.target)
 
         def log(o):
@@ -124,7 +125,7 @@ def build_behavioral_checks(plan, source_url_resolver: EndpointResolver | None =
                             target_schema=plan.target.schema_, on_outcome=log)
         context.log.info(f"behavioral replay: {report.summary()}")
         for key in selected:
-            sub = report.for_tables({key.asset_key.path[-1]})
+            sub = report.for_tables({table_of[key.asset_key]})
             c = sub.counts()
             passed = c[MISMATCHED] == 0 and c[UNTRANSLATABLE] == 0 and c[ERROR] == 0
             yield dg.AssetCheckResult(

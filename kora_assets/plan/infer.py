@@ -7,6 +7,7 @@ partition is one index range of similar size.
 """
 from __future__ import annotations
 
+import warnings
 from typing import Any, NamedTuple
 
 import sqlalchemy as sa
@@ -14,14 +15,17 @@ import yaml
 from sqlalchemy.dialects import mysql
 
 from kora_assets.dbio.connections import Database
+from kora_assets.plan.defaults import is_generated, plan_default
 from kora_assets.plan.model import Settings
-from kora_assets.plan.types import MAX_DECIMAL_DIGITS
+from kora_assets.plan.types import MAX_DECIMAL_DIGITS, parse_type
 
 PARTITION_ROWS = 250_000
 
 
 def kora_type(t: sa.types.TypeEngine) -> tuple[str, list[str] | None]:
     """(kora type, allowed values for enums) for a reflected column type."""
+    if isinstance(getattr(t, "data_type", None), sa.types.TypeEngine):  # a PostgreSQL domain: its base type
+        return kora_type(t.data_type)
     if isinstance(t, mysql.SET):  # any combination of its values, comma-separated: no allowed list
         vals = list(t.values)
         return f"varchar({max(1, sum(len(v) for v in vals) + len(vals) - 1)})", None
@@ -139,18 +143,25 @@ def infer_plan(source: Database, target_url: str, *, schema: str | None = None, 
     names = [t for t in insp.get_table_names(schema=schema) if not t.startswith(("sqlite_", "kora__"))]
     if tables:
         names = [t for t in names if t in tables]
-    counts, out, semantic = {}, {}, {}
+    counts, out, semantic, column_notes = {}, {}, {}, {}
     for name in names:
         with source.engine.connect() as c:
             counts[name] = int(c.exec_driver_sql(f"SELECT COUNT(*) FROM {source.qualified(name, schema)}").scalar())
         cols: dict[str, Any] = {}
-        for col in insp.get_columns(name, schema=schema):
+        notes = column_notes.setdefault(name, {})
+        with warnings.catch_warnings():  # a type SQLAlchemy does not know (xml, point, ...) is text, noted in the plan
+            warnings.filterwarnings("ignore", "Did not recognize type", sa.exc.SAWarning)
+            reflected = insp.get_columns(name, schema=schema)
+        for col in reflected:
             ktype, allowed = kora_type(col["type"])
             spec: dict[str, Any] = {"type": ktype}
             if not col.get("nullable", True):
                 spec["nullable"] = False
             if allowed:
                 spec["rules"] = {"allowed": allowed}
+            if isinstance(col["type"], sa.types.NullType):
+                notes[col["name"]] = "the source type is one SQLAlchemy does not know: its values travel as text"
+            spec.update(_default_spec(col, ktype, source.dialect, notes))
             cols[col["name"]] = spec
         pk = insp.get_pk_constraint(name, schema=schema).get("constrained_columns") or []
         for k in pk:
@@ -199,11 +210,30 @@ def infer_plan(source: Database, target_url: str, *, schema: str | None = None, 
             "tables": out}
     if any(semantic.values()):
         plan[SEMANTIC_NOTES] = semantic  # turned into comments by render_plan
+    if any(column_notes.values()):
+        plan[COLUMN_NOTES] = column_notes
     return plan, counts
 
 
-#: Key of ``infer_plan``'s result holding per-column semantic inferences for ``render_plan``'s comments.
+def _default_spec(col: dict, ktype: str, dialect: str, notes: dict[str, str]) -> dict[str, Any]:
+    """The column's ``identity`` or ``default`` for the plan; why a source default is not
+    carried goes into ``notes`` (a comment in the plan)."""
+    if is_generated(col, dialect):
+        if parse_type(ktype).is_integer:
+            return {"identity": True}
+        notes[col["name"]] = (f"not carried over from the source: it generates the values "
+                              f"({col.get('default') or 'auto-increment'}), and a {ktype} cannot be an identity")
+        return {}
+    value, why = plan_default(col.get("default"), parse_type(ktype))
+    if why:
+        notes[col["name"]] = f"not carried over from the source: {why}"
+    return {} if value is None else {"default": value}
+
+
+#: Keys of ``infer_plan``'s result holding per-column semantic inferences and other notes
+#: (a source default not carried over, an unknown type), for ``render_plan``'s comments.
 SEMANTIC_NOTES = "_semantic_inference"
+COLUMN_NOTES = "_column_notes"
 
 
 class Inference(NamedTuple):
@@ -232,7 +262,8 @@ def _infer_semantic(db: Database, table: str, cols: dict[str, Any], schema: str 
     except Exception as exc:  # inference is advice; a failure must not stop init
         import logging
 
-        logging.getLogger("kora.semantic").warning("kora: semantic types of %s not inferred: %s", table, exc)
+        logging.getLogger("kora.semantic").warning("kora: semantic types of %s not inferred: %s", table,
+                                                    str(exc).splitlines()[0] if str(exc) else type(exc).__name__)
         return {}
     out = {}
     for col, cs in (found or {}).items():
@@ -260,7 +291,8 @@ HEADER = """\
 def render_plan(plan: dict[str, Any], counts: dict[str, int], source_display: str) -> str:
     """YAML with a comment per table (rows, partitions) above its entry."""
     notes = plan.get(SEMANTIC_NOTES) or {}
-    head = {k: v for k, v in plan.items() if k not in ("tables", SEMANTIC_NOTES)}
+    column_notes = plan.get(COLUMN_NOTES) or {}
+    head = {k: v for k, v in plan.items() if k not in ("tables", SEMANTIC_NOTES, COLUMN_NOTES)}
     text = HEADER.format(source=source_display) + yaml.safe_dump(head, sort_keys=False, width=120) + "tables:\n"
     if notes:
         text = text.replace("tables:\n", SEMANTIC_HEADER + "tables:\n", 1)
@@ -268,7 +300,8 @@ def render_plan(plan: dict[str, Any], counts: dict[str, int], source_display: st
         parts = len(t["partitioning"].get("bounds", [])) + 1
         text += f"  # {name}: {counts[name]:,} rows, {parts} partition(s)\n"
         body = yaml.safe_dump({name: t}, sort_keys=False, width=120, allow_unicode=True)
-        text += "".join("  " + line + "\n" for line in _semantic_comments(body.splitlines(), notes.get(name) or {}))
+        lines = _column_comments(body.splitlines(), notes.get(name) or {}, column_notes.get(name) or {})
+        text += "".join("  " + line + "\n" for line in lines)
     return text
 
 
@@ -279,9 +312,10 @@ SEMANTIC_HEADER = """\
 """
 
 
-def _semantic_comments(lines: list[str], notes: dict) -> list[str]:
-    """Annotate each column's block with its inferred semantic type and confidence."""
-    if not notes:
+def _column_comments(lines: list[str], notes: dict, column_notes: dict[str, str]) -> list[str]:
+    """Annotate each column's block with its inferred semantic type and confidence, and with
+    what else ``kora init`` has to say about it."""
+    if not notes and not column_notes:
         return lines
     out, in_columns, col_indent = [], False, None
     for line in lines:
@@ -296,6 +330,8 @@ def _semantic_comments(lines: list[str], notes: dict) -> list[str]:
         if in_columns and indent == col_indent and stripped.endswith(":"):
             col = stripped[:-1].strip("'\"")
             out.append(line)
+            if col in column_notes:
+                out.append(f"{' ' * (indent + 2)}# {column_notes[col]}")
             if col in notes:
                 n = notes[col]
                 stype, conf, written, note = n.semantics.inferred, n.semantics.confidence, n.written, n.note

@@ -15,7 +15,8 @@ from pathlib import Path
 import yaml
 from pydantic import ValidationError
 
-from kora_assets.plan.model import Plan
+from kora_assets.naming import dagster_name
+from kora_assets.plan.model import DAGSTER_NAME, Plan
 
 _ENV_RE = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)(?::-([^}]*))?\}")
 
@@ -102,12 +103,18 @@ def parse_plan(text: str, *, source: str = "plan.yaml", require_env: bool = True
 def cross_check(plan: Plan) -> Iterable[PlanIssue]:
     """References between parts of the plan, which field types alone cannot check."""
     targets: dict[str, str] = {}
+    assets: dict[str, str] = {}
     for name, t in plan.tables.items():
         base = ("tables", name)
         tgt = plan.target_name(name)
         if tgt in targets:
             yield PlanIssue(base + ("target",), f"target table {tgt!r} is also the target of {targets[tgt]!r}")
+        elif dagster_name(tgt) in assets:
+            yield PlanIssue(base + ("target",), f"target tables {tgt!r} and {plan.target_name(assets[dagster_name(tgt)])!r} "
+                                                f"would both be the Dagster asset {dagster_name(tgt)!r} (Dagster names "
+                                                "keep only letters, digits and _); rename one")
         targets[tgt] = name
+        assets.setdefault(dagster_name(tgt), name)
         cols = set(t.columns)
         seen_targets: dict[str, str] = {}
         for c, cp in t.columns.items():
@@ -236,6 +243,9 @@ def _message(err: dict) -> str:
     msg = err["msg"]
     if msg.startswith("Value error, "):
         msg = msg[len("Value error, "):]
+    if err["type"] == "string_pattern_mismatch" and err.get("ctx", {}).get("pattern") == DAGSTER_NAME:
+        suggestion = dagster_name(str(err.get("input", "")))
+        msg = f"a Dagster name takes only letters, digits and _ (e.g. {suggestion!r})"
     if err["type"] == "extra_forbidden":
         msg = "unknown field (check the spelling; see the plan format in the README)"
     if err["type"] == "union_tag_invalid":

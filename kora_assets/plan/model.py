@@ -9,7 +9,7 @@ from __future__ import annotations
 import datetime as dt
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from kora_assets.plan.types import KoraType, parse_type
 from kora_assets.transforms.operators import Operator
@@ -46,7 +46,11 @@ class ColumnPlan(_Strict):
     nullable: bool = True
     transform: list[Operator] = Field(default_factory=list)
     rules: Rules = Field(default_factory=Rules)
-    default: str | int | float | bool | None = Field(None, description="target DDL default")
+    default: str | int | float | bool | None = Field(
+        None, description="target DDL default: a value, or CURRENT_TIMESTAMP, CURRENT_DATE, CURRENT_TIME")
+    identity: bool = Field(False, description="the target generates the column's values after cut-over (PostgreSQL "
+                                              "identity, restarted past the migrated keys); kora init sets it for "
+                                              "auto-increment, serial and identity source columns")
     semantic: str | None = Field(None, description="semantic type (e.g. email); 'off' disables")
     thresholds: dict[str, float | bool] = Field(
         default_factory=dict, description="statistical-check thresholds for this column (see checks/statistical.py)")
@@ -61,6 +65,14 @@ class ColumnPlan(_Strict):
     def _type_parses(cls, v):
         parse_type(v)
         return v
+
+    @model_validator(mode="after")
+    def _identity_is_an_integer_without_default(self):
+        if self.identity and not self.ktype.is_integer:
+            raise ValueError(f"identity needs an integer type (smallint, integer, bigint), not {self.type}")
+        if self.identity and self.default is not None:
+            raise ValueError("a column has either identity or a default, not both")
+        return self
 
     @property
     def ktype(self) -> KoraType:
@@ -107,9 +119,12 @@ class Partitioning(_Strict):
         return v
 
 
+DAGSTER_NAME = r"^[A-Za-z0-9_]+$"  # what Dagster accepts as a group, job or key prefix
+
+
 class TablePlan(_Strict):
     target: str | None = None
-    group: str | None = Field(None, description="Dagster asset group; defaults to the plan name")
+    group: str | None = Field(None, pattern=DAGSTER_NAME, description="Dagster asset group; defaults to the plan name")
     primary_key: list[str] = Field(default_factory=list)
     columns: dict[str, ColumnPlan] = Field(min_length=1)
     foreign_keys: list[ForeignKey] = Field(default_factory=list)
@@ -147,7 +162,7 @@ class Settings(_Strict):
 
 class Plan(_Strict):
     version: Literal[1] = 1
-    name: str = "kora"
+    name: str = Field("kora", pattern=DAGSTER_NAME, description="prefix of the asset keys, jobs and sensors")
     source: Endpoint
     target: Endpoint
     settings: Settings = Field(default_factory=Settings)
