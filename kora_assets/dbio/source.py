@@ -19,10 +19,11 @@ from kora_assets.errors import recoverable
 log = logging.getLogger("kora.source")
 _TEXT_COLUMNS: dict[tuple[str, str, bool], frozenset[str]] = {}  # (database, table, fallback) -> read as text
 _DECODED_DIGITS = 28  # connectorx decodes decimals through rust_decimal: 28 significant digits
-# PostgreSQL types connectorx decodes; any other (interval, money, inet, arrays, ...) is read as text
+# PostgreSQL types connectorx decodes; any other (interval, money, inet, arrays, ...) is read as
+# text. json and jsonb too: connectorx re-serializes them through serde_json (2.50 -> 2.5).
 _PG_DECODED = ("'smallint', 'integer', 'bigint', 'real', 'double precision', 'boolean', 'text', 'character varying', "
                "'character', 'date', 'timestamp without time zone', 'timestamp with time zone', "
-               "'time without time zone', 'bytea', 'uuid', 'json', 'jsonb'")
+               "'time without time zone', 'bytea', 'uuid'")
 _PG_COLUMNS = "SELECT attname FROM pg_attribute WHERE attrelid = to_regclass(%s) AND NOT attisdropped AND attnum > 0 AND "
 _MYSQL_COLUMNS = "SELECT COLUMN_NAME FROM information_schema.COLUMNS WHERE TABLE_SCHEMA = %s AND TABLE_NAME = %s AND "
 _TEXT_COLUMNS_SQL = {  # numeric typmod: ((precision << 16) | scale) + 4

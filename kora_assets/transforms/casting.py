@@ -54,8 +54,8 @@ def cast_expr(e: pl.Expr, kt: KoraType, dtype: pl.DataType) -> pl.Expr:
         if dtype.is_float() or isinstance(dtype, pl.Decimal):  # a whole value only: no silent rounding or truncation
             return pl.when(e == e.round(0)).then(e).otherwise(None).cast(pl.Int64, strict=False)
         return e.cast(pl.Int64, strict=False)
-    if kt.name == "boolean" and dtype.is_numeric():
-        return e != 0
+    if kt.name == "boolean" and dtype.is_numeric():  # 0 or 1 (MySQL's TINYINT(1)); a 2 is data, not true: queued
+        return pl.when(e == 1).then(True).when(e == 0).then(False).otherwise(None)
     if kt.is_text:
         return utf8_or_null(e) if dtype == pl.Binary else e.cast(pl.String)
     if kt.name == "date" and isinstance(dtype, pl.Datetime):
