@@ -63,6 +63,31 @@ def test_duplicates_of_a_unique_column_are_queued_and_the_constraint_is_added(tm
             ("uq_people_email",)]
 
 
+@pytest.mark.timeout(180)
+def test_a_repeat_in_a_one_partition_table_beside_other_tables(tmp_path, pg_db, dagster_instance):
+    """``kora migrate`` of several tables loads ahead; a table of one partition with a repeated
+    unique value loads that partition again to queue the repeat. That second load waited for
+    results the first one had already taken: the migration hung. And a child loaded ahead of
+    that second load kept a row pointing at the repeat: its foreign key then failed the table."""
+    src = _source(tmp_path / "src.db")
+    con = sqlite3.connect(tmp_path / "src.db")
+    con.execute("CREATE TABLE notes (id INTEGER PRIMARY KEY, person_id INTEGER, body TEXT)")
+    con.executemany("INSERT INTO notes VALUES (?, ?, ?)", [(i, i * 5, f"note {i}") for i in range(1, 6)])
+    con.commit()
+    con.close()
+    text = PLAN.format(src=src, tgt=pg_db).replace("    partitioning: {kind: key_range, column: id, bounds: [10, 20]}\n", "")
+    text += ("  notes:\n    primary_key: [id]\n    columns:\n      id: {type: integer}\n      person_id: {type: integer}\n"
+             "      body: {type: text}\n    foreign_keys:\n      - {columns: [person_id], references: people, "
+             "ref_columns: [id]}\n")
+    outcome = migrate(parse_plan(text, require_env=False), dagster_instance)
+    assert outcome.ok, [(t.table, t.status, t.detail) for t in outcome.tables]
+    assert [r[0] for r in _rows(pg_db, "SELECT id FROM public.people ORDER BY id")] == [
+        i for i in range(1, 31) if i not in (13, 25)]
+    assert _rows(pg_db, "SELECT table_name, primary_key->>'id', error_class FROM kora.error_queue ORDER BY 1, 2") == [
+        ("notes", "5", "fk_orphan"), ("people", "13", "constraint.unique"), ("people", "25", "constraint.unique")]
+    assert _rows(pg_db, "SELECT id FROM public.notes ORDER BY id") == [(1,), (2,), (3,), (4,)]
+
+
 def test_a_sqlite_target_queues_repeats_instead_of_failing_the_partition(tmp_path, dagster_instance):
     """SQLite declares the constraint at CREATE TABLE, so the worker checks each chunk against the
     rows already landed (one partition here: which of two partitions' rows lands first is not fixed)."""

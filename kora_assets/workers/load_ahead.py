@@ -12,7 +12,9 @@ Into a table that holds no partition yet, a child loads once its parents have *l
 rows are new, and if a parent's run then fails (a blocking check, its constraints), the
 partitions loaded ahead are taken out again (rows, queued errors, ledger), so a blocked table
 ends as it began, as with plain Dagster runs. Into a table that already holds partitions (a
-re-run) a child loads only once its parents' runs have succeeded.
+re-run), or under a parent with unique columns (its run may still queue a landed row that
+repeats a unique value, and a child row checked against it would be an orphan), a child loads
+only once its parents' runs have succeeded.
 """
 from __future__ import annotations
 
@@ -41,6 +43,7 @@ class LoadAhead:
         self.results: dict[str, list[PartitionResult]] = {t: [] for t in order}
         self.inbox: dict[str, queue.Queue] = {t: queue.Queue() for t in order}
         self.submitted: set[str] = set()
+        self.collected: set[str] = set()  # tables whose run took its results: a claim is for its first load only
         self.fresh = {t: not ledger_partitions(target, t) for t in order}  # nothing landed yet
         self.succeeded: set[str] = set()
         self.blocked: set[str] = set()  # failed runs, and tables whose partitions were taken out
@@ -50,14 +53,17 @@ class LoadAhead:
 
     # -- the migration's side ------------------------------------------------------------------
     def claims(self, table: str, run_id: str, keys: list[str]) -> bool:
-        """Does this run's step find its partitions loading (or loaded) here?"""
-        return self.run_ids.get(table) == run_id and sorted(keys) == sorted(self.keys.get(table, []))
+        """Does this run's step find its partitions loading (or loaded) here? Once only: the same
+        step loading them again (to queue repeats of a unique value) has nothing waiting here."""
+        return (self.run_ids.get(table) == run_id and table not in self.collected
+                and sorted(keys) == sorted(self.keys.get(table, [])))
 
     def wait(self, table: str, on_result: Callable[[PartitionResult], None] | None = None) -> list[PartitionResult]:
         """The table's results, each handed to ``on_result`` as it arrives (or at once if it has)."""
         with self.lock:
             if table not in self.submitted:  # released by the loop's ancestors' loads only
                 self._submit(table)
+            self.collected.add(table)
         out: list[PartitionResult] = []
         while len(out) < len(self.keys[table]):
             r = self.inbox[table].get()
@@ -107,7 +113,7 @@ class LoadAhead:
         if any(p in self.blocked for p in ps):
             return False
         if self.fresh[table]:
-            return all(self._landed(p) for p in ps)
+            return all(self._landed(p) and not self.plan.tables[p].unique_sets() or p in self.succeeded for p in ps)
         return all(p in self.succeeded for p in ps)
 
     def _landed(self, table: str) -> bool:
