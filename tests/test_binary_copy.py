@@ -126,6 +126,23 @@ def test_text_rounding_past_38_digits_is_null_not_an_error():
     assert got.to_list() == [None, decimal.Decimal("9" * 38), decimal.Decimal("-" + "9" * 38), decimal.Decimal(2)]
 
 
+def test_a_double_beyond_real_is_queued_not_landed_as_infinity():
+    """Into ``real`` (4 bytes) a double of 1e308 became Infinity without a word, from a number
+    or from text; now it is NULL, classed range.overflow, while infinities and NaN stay."""
+    from kora_assets.transforms.casting import cast_expr, classify_cast_failure
+
+    kt = parse_type("real")
+    doubles = pl.Series("v", [1.5, 1e308, -4e38, float("inf"), float("nan"), None], dtype=pl.Float64)
+    texts = pl.Series("v", ["1.5", "1e308", "-4e38", "Infinity", "NaN", None])
+    for values in (doubles, texts):
+        got = values.to_frame().select(cast_expr(pl.col("v"), kt, values.dtype).alias("out"),
+                                       classify_cast_failure(pl.col("v").cast(pl.String), kt).alias("class"))
+        out = got["out"].to_list()
+        assert out[0] == 1.5 and out[1] is None and out[2] is None and out[3] == float("inf"), values.dtype
+        assert out[4] != out[4] and out[5] is None  # NaN stays NaN
+        assert got["class"].to_list()[1:3] == ["range.overflow", "range.overflow"]
+
+
 def test_a_decimal_with_a_fraction_is_not_truncated_into_an_integer():
     """A DECIMAL(10,2) source column whose plan type is integer: 12.70 once landed as 12 (polars
     truncates). A whole value casts; any other is NULL, i.e. queued as parse.number, as a text

@@ -296,6 +296,24 @@ def test_mariadb_auto_increment_defaults_and_an_odd_table_name_carry_over(mysql_
                         "active, created IS NOT NULL, updated IS NOT NULL") == [(101, "new", 0, "9.90", True, True, True)]
 
 
+def test_sqlite_autoincrement_real_and_defaults(tmp_path, pg_db, dagster_instance):
+    """SQLite's REAL is an 8-byte double: kora init mapped it to ``real`` (4 bytes), and
+    123456.789 landed as 123456.79, 1e308 as Infinity. Its AUTOINCREMENT key continues in the
+    target; its defaults carry over."""
+    import sqlite3
+
+    path = tmp_path / "app.db"
+    with sqlite3.connect(path) as c:
+        c.execute("CREATE TABLE items (id INTEGER PRIMARY KEY AUTOINCREMENT, name TEXT NOT NULL DEFAULT 'x', "
+                  "price REAL DEFAULT 1.5, made DATETIME DEFAULT CURRENT_TIMESTAMP)")
+        c.executemany("INSERT INTO items (name, price) VALUES (?, ?)", [("a", 123456.789), ("b", 1e308)])
+    plan_text = _migrate_inferred(f"sqlite:///{path}", pg_db, dagster_instance, tmp_path)
+    assert "type: double" in plan_text and "identity: true" in plan_text
+    assert _rows(pg_db, "SELECT id, name, price FROM public.items ORDER BY id") == [(1, "a", 123456.789), (2, "b", 1e308)]
+    assert _rows(pg_db, "INSERT INTO public.items DEFAULT VALUES RETURNING id, name, price, made IS NOT NULL") == [
+        (3, "x", 1.5, True)]
+
+
 def test_postgres_identity_serial_domain_and_json_keep_their_meaning(pg_db2, pg_db, dagster_instance, tmp_path):
     """An identity and a serial column continue past the migrated keys; a domain lands as its
     base type (it was text); jsonb keeps its numbers as written (connectorx re-serialized

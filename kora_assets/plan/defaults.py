@@ -107,7 +107,7 @@ def _typed(value: str, ktype: KoraType, raw: Any) -> tuple[Any, str | None]:
             return None, f"default {raw} (not a number)"
         if d.is_finite() and d == d.to_integral_value():
             return int(d), None
-        return str(d), None
+        return (float(d) if ktype.name in ("real", "double") else str(d)), None  # numeric: exact, as text
     if ktype.is_temporal and value.startswith("0000-00-00"):
         return None, f"default {raw} (a zero date, which PostgreSQL has no spelling for)"
     return value, None

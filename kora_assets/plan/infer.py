@@ -154,6 +154,8 @@ def infer_plan(source: Database, target_url: str, *, schema: str | None = None, 
             reflected = insp.get_columns(name, schema=schema)
         for col in reflected:
             ktype, allowed = kora_type(col["type"])
+            if ktype == "real" and source.dialect == "sqlite":  # SQLite's REAL is an 8-byte double
+                ktype = "double"
             spec: dict[str, Any] = {"type": ktype}
             if not col.get("nullable", True):
                 spec["nullable"] = False
@@ -166,6 +168,8 @@ def infer_plan(source: Database, target_url: str, *, schema: str | None = None, 
         pk = insp.get_pk_constraint(name, schema=schema).get("constrained_columns") or []
         for k in pk:
             cols[k]["nullable"] = False
+        if _sqlite_autoincrement(source, name, pk) and cols[pk[0]]["type"] in ("integer", "bigint"):
+            cols[pk[0]]["identity"] = True
         t: dict[str, Any] = {"target": name}
         if pk:
             t["primary_key"] = pk
@@ -213,6 +217,16 @@ def infer_plan(source: Database, target_url: str, *, schema: str | None = None, 
     if any(column_notes.values()):
         plan[COLUMN_NOTES] = column_notes
     return plan, counts
+
+
+def _sqlite_autoincrement(db: Database, table: str, pk: list[str]) -> bool:
+    """Is the SQLite table's key declared AUTOINCREMENT (only an INTEGER PRIMARY KEY can be)?
+    SQLAlchemy does not reflect it; the table's own SQL says it."""
+    if db.dialect != "sqlite" or len(pk) != 1:
+        return False
+    with db.engine.connect() as c:
+        sql = c.exec_driver_sql("SELECT sql FROM sqlite_master WHERE type = 'table' AND name = ?", (table,)).scalar()
+    return bool(sql) and "AUTOINCREMENT" in sql.upper()
 
 
 def _default_spec(col: dict, ktype: str, dialect: str, notes: dict[str, str]) -> dict[str, Any]:

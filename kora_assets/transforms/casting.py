@@ -66,7 +66,20 @@ def cast_expr(e: pl.Expr, kt: KoraType, dtype: pl.DataType) -> pl.Expr:
         return _float_to_decimal(e, target)
     if isinstance(target, pl.Decimal) and isinstance(dtype, pl.Decimal) and (dtype.scale or 0) > target.scale:
         return _half_away(e, target).cast(target, strict=False)
+    if target == pl.Float32 and dtype.is_numeric():
+        return _within(e.cast(pl.Float64, strict=False), target)
     return e.cast(target, strict=False)
+
+
+REAL_MAX = 3.4028234663852886e38
+
+
+def _within(f: pl.Expr, target: pl.DataType) -> pl.Expr:
+    """A double as ``target``; into ``real``, a finite value beyond its range is NULL (queued as
+    range.overflow), not the infinity the cast makes of it (1e308 landed as Infinity)."""
+    if target != pl.Float32:
+        return f.cast(target, strict=False)
+    return pl.when(f.is_finite() & (f.abs() > REAL_MAX)).then(None).otherwise(f).cast(pl.Float32)
 
 
 def _half_away(e: pl.Expr, target: pl.Decimal) -> pl.Expr:
@@ -173,7 +186,7 @@ def _from_text(s: pl.Expr, kt: KoraType, target: pl.DataType) -> pl.Expr:
     if kt.name == "numeric" and kt.precision:
         return _text_to_decimal(s, target)
     if kt.name in ("real", "double"):
-        return s.cast(target, strict=False)
+        return _within(s.cast(pl.Float64, strict=False), target)
     if kt.name == "boolean":
         key = s.str.to_lowercase()
         return pl.when(key.is_in(TRUE_WORDS)).then(True).when(key.is_in(FALSE_WORDS)).then(False).otherwise(None)
@@ -230,6 +243,8 @@ def classify_cast_failure(raw_text: pl.Expr, kt: KoraType) -> pl.Expr:
         numeric_overflow = f.is_not_null() & (f == f.round(0))
     elif kt.name == "numeric":
         numeric_overflow = f.is_not_null()
+    elif kt.name == "real":
+        numeric_overflow = f.is_finite() & (f.abs() > REAL_MAX)
     else:
         numeric_overflow = pl.lit(False)
     return (
