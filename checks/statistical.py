@@ -111,7 +111,8 @@ from scipy import stats as sps
 
 from checks.outcome import (CheckOutcome, finding, findings_markdown, is_mysql, mysql_schema, outcome_from,
                             source_schema, table_ref, target_schema, to_markdown_table)
-from kora_assets.dbio.source import columns_read_as_text
+from kora_assets.dbio.connections import reflect_columns
+from kora_assets.dbio.source import WKT, columns_read_as_text
 from kora_assets.errors import recoverable
 from kora_assets.plan.types import KoraType
 from kora_assets.transforms.casting import cast_expr
@@ -276,7 +277,7 @@ class _Endpoint:
     def reflect(self) -> dict[str, dict[str, Any]]:
         if not self.columns:
             insp = sa.inspect(self.engine)
-            self.columns = {c["name"]: c for c in insp.get_columns(self.table, schema=self.schema)}
+            self.columns = {c["name"]: c for c in reflect_columns(insp, self.table, self.schema)}
         return self.columns
 
     def ref(self, names) -> sa.TableClause:
@@ -285,9 +286,10 @@ class _Endpoint:
     def _readable(self, col, name: str):
         """What connectorx cannot decode read as text (``columns_read_as_text``), compared as
         numbers or times after ``_coerce``."""
-        if name in columns_read_as_text(self.engine, self.table, self.schema):
-            return sa.cast(col, sa.Text).label(name)
-        return col
+        as_text = columns_read_as_text(self.engine, self.table, self.schema)
+        if name not in as_text:
+            return col
+        return (sa.func.ST_AsText(col) if as_text[name] == WKT else sa.cast(col, sa.Text)).label(name)
 
     def _filtered(self, stmt):
         return stmt.where(self.where) if self.where is not None else stmt

@@ -48,6 +48,7 @@ from sqlalchemy import types as st
 
 from checks.outcome import (CheckOutcome, finding, findings_markdown, is_mysql, outcome_from,
                             source_schema, target_schema, to_markdown_table)
+from kora_assets.dbio.connections import reflect_columns
 from kora_assets.plan.defaults import clock_keyword, is_generated, unwrap
 from kora_assets.plan.types import KoraType
 
@@ -120,7 +121,7 @@ def _shape(engine: sa.Engine, schema: str | None, table: str) -> _Shape | None:
         return None
     dialect = engine.dialect
     cols = {}
-    for c in insp.get_columns(table, schema=schema):
+    for c in reflect_columns(insp, table, schema):
         cols[c["name"]] = {
             "type": _reflected_type(c["type"], dialect.name),
             "nullable": bool(c["nullable"]),

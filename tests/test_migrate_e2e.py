@@ -314,6 +314,23 @@ def test_sqlite_autoincrement_real_and_defaults(tmp_path, pg_db, dagster_instanc
         (3, "x", 1.5, True)]
 
 
+def test_mysql_geometries_travel_as_wkt(mysql_db, pg_db, dagster_instance, tmp_path):
+    """MySQL's geometries arrived as its internal bytes (SRID + WKB) and every row holding one
+    was queued as invalid UTF-8; they are read as their WKT text."""
+    import sqlalchemy as sa
+
+    src = Database(mysql_db, "source")
+    with src.engine.begin() as c:
+        c.execute(sa.text("CREATE TABLE places (id INT PRIMARY KEY, p POINT, g GEOMETRY)"))
+        c.execute(sa.text("INSERT INTO places VALUES (1, POINT(1, 2), ST_GeomFromText('LINESTRING(0 0,1 1)')), "
+                          "(2, NULL, NULL)"))
+    src.engine.dispose()
+    _migrate_inferred(mysql_db, pg_db, dagster_instance, tmp_path)
+    assert _rows(pg_db, "SELECT id, p, g FROM public.places ORDER BY id") == [
+        (1, "POINT(1 2)", "LINESTRING(0 0,1 1)"), (2, None, None)]
+    assert _rows(pg_db, "SELECT count(*) FROM kora.error_queue") == [(0,)]
+
+
 def test_postgres_identity_serial_domain_and_json_keep_their_meaning(pg_db2, pg_db, dagster_instance, tmp_path):
     """An identity and a serial column continue past the migrated keys; a domain lands as its
     base type (it was text); jsonb keeps its numbers as written (connectorx re-serialized

@@ -8,6 +8,7 @@ from __future__ import annotations
 import functools
 import sqlite3
 import threading
+import warnings
 from collections import OrderedDict
 from dataclasses import dataclass
 from urllib.parse import unquote
@@ -163,3 +164,17 @@ def _with_driver(url: URL) -> URL:
 def _libpq_quote(v: str) -> str:
     v = unquote(v)
     return "'" + v.replace("\\", "\\\\").replace("'", "\\'") + "'"
+
+
+def reflect_columns(insp, table: str, schema: str | None) -> list[dict]:
+    """``insp.get_columns`` without SQLAlchemy's warning for each type it does not know (xml,
+    point, geometry, ...): kora reads those as text and ``kora init`` says so in the plan. The
+    filter is set once, for the process: ``catch_warnings`` is not safe beside the threads that
+    run checks side by side."""
+    if not _QUIET_UNKNOWN_TYPES:
+        warnings.filterwarnings("ignore", "Did not recognize type", sa.exc.SAWarning)
+        _QUIET_UNKNOWN_TYPES.append(True)
+    return insp.get_columns(table, schema=schema)
+
+
+_QUIET_UNKNOWN_TYPES: list[bool] = []

@@ -17,25 +17,32 @@ from kora_assets.dbio.connections import Database
 from kora_assets.errors import recoverable
 
 log = logging.getLogger("kora.source")
-_TEXT_COLUMNS: dict[tuple[str, str, bool], frozenset[str]] = {}  # (database, table, fallback) -> read as text
+_TEXT_COLUMNS: dict[tuple[str, str, bool], dict[str, str | None]] = {}  # (database, table, fallback) -> read as text
 _DECODED_DIGITS = 28  # connectorx decodes decimals through rust_decimal: 28 significant digits
 # PostgreSQL types connectorx decodes; any other (interval, money, inet, arrays, ...) is read as
 # text. json and jsonb too: connectorx re-serializes them through serde_json (2.50 -> 2.5).
 _PG_DECODED = ("'smallint', 'integer', 'bigint', 'real', 'double precision', 'boolean', 'text', 'character varying', "
                "'character', 'date', 'timestamp without time zone', 'timestamp with time zone', "
                "'time without time zone', 'bytea', 'uuid'")
-_PG_COLUMNS = "SELECT attname FROM pg_attribute WHERE attrelid = to_regclass(%s) AND NOT attisdropped AND attnum > 0 AND "
-_MYSQL_COLUMNS = "SELECT COLUMN_NAME FROM information_schema.COLUMNS WHERE TABLE_SCHEMA = %s AND TABLE_NAME = %s AND "
+_PG_COLUMNS = ("SELECT attname, false FROM pg_attribute WHERE attrelid = to_regclass(%s) AND NOT attisdropped "
+               "AND attnum > 0 AND ")
+# MySQL's spatial values are its internal bytes (SRID + WKB): read as their WKT text (ST_AsText)
+_MYSQL_SPATIAL = ("'point', 'linestring', 'polygon', 'geometry', 'multipoint', 'multilinestring', 'multipolygon', "
+                  "'geometrycollection'")
+_MYSQL_COLUMNS = (f"SELECT COLUMN_NAME, DATA_TYPE IN ({_MYSQL_SPATIAL}) FROM information_schema.COLUMNS "
+                  "WHERE TABLE_SCHEMA = %s AND TABLE_NAME = %s AND ")
 _TEXT_COLUMNS_SQL = {  # numeric typmod: ((precision << 16) | scale) + 4
     "postgresql": _PG_COLUMNS + f"(atttypid::regtype::text NOT IN ('numeric', {_PG_DECODED}) OR "
                   f"(atttypid = 'numeric'::regtype AND (atttypmod = -1 OR (atttypmod - 4) >> 16 > {_DECODED_DIGITS})))",
-    "mysql": _MYSQL_COLUMNS + f"(DATA_TYPE = 'time' OR (DATA_TYPE = 'decimal' AND NUMERIC_PRECISION > {_DECODED_DIGITS}))",
+    "mysql": _MYSQL_COLUMNS + f"(DATA_TYPE IN ('time', {_MYSQL_SPATIAL}) OR "
+             f"(DATA_TYPE = 'decimal' AND NUMERIC_PRECISION > {_DECODED_DIGITS}))",
 }
 _FALLBACK_TEXT_COLUMNS_SQL = {  # and, after a value could not be decoded, every date, time and decimal
     "postgresql": _PG_COLUMNS + f"(atttypid::regtype::text NOT IN ({_PG_DECODED}) OR atttypid IN "
                   "('date'::regtype, 'timestamp'::regtype, 'timestamptz'::regtype))",
-    "mysql": _MYSQL_COLUMNS + "DATA_TYPE IN ('time', 'date', 'datetime', 'timestamp', 'decimal')",
+    "mysql": _MYSQL_COLUMNS + f"DATA_TYPE IN ('time', 'date', 'datetime', 'timestamp', 'decimal', {_MYSQL_SPATIAL})",
 }
+WKT = "wkt"  # a column read as the WKT text of its geometry, not cast
 
 
 class SourceValuesUndecodable(Exception):
@@ -43,18 +50,21 @@ class SourceValuesUndecodable(Exception):
     'infinity'): it panics, and the partition's reading stops there."""
 
 
-def columns_read_as_text(engine: sa.Engine, table: str, schema: str | None, *, fallback: bool = False) -> frozenset[str]:
+def columns_read_as_text(engine: sa.Engine, table: str, schema: str | None, *,
+                         fallback: bool = False) -> dict[str, str | None]:
     """Columns whose values connectorx cannot decode one by one, read as their exact text: it
     panics on the first value it cannot, failing the whole partition (or a check's sample).
     PostgreSQL types it does not read (interval, money, inet, arrays, ...), its unconstrained
     ``numeric`` (each value has its own scale: "decimal scale is not equal to expected scale"),
     decimals wider than rust_decimal's 28 digits (MySQL's DECIMAL(65,30)) and MySQL's ``TIME``,
-    a duration from -838:59:59 to 838:59:59 ("could not retrieve NaiveTime"). As text, a value
-    the target cannot hold is queued by itself. ``fallback``: dates, times and decimals too."""
+    a duration from -838:59:59 to 838:59:59 ("could not retrieve NaiveTime"), and MySQL's
+    geometries (its own bytes; they travel as WKT). As text, a value the target cannot hold is
+    queued by itself. ``fallback``: dates, times and decimals too. Each column maps to ``WKT``
+    for a geometry, else None (a plain cast): ``text_expression`` writes either."""
     dialect = {"mariadb": "mysql"}.get(engine.dialect.name, engine.dialect.name)
     sql = (_FALLBACK_TEXT_COLUMNS_SQL if fallback else _TEXT_COLUMNS_SQL).get(dialect)
     if sql is None:
-        return frozenset()
+        return {}
     quote = engine.dialect.identifier_preparer.quote
     qualified = f"{quote(schema)}.{quote(table)}" if schema else quote(table)
     key = (engine.url.render_as_string(hide_password=False), qualified, fallback)
@@ -62,8 +72,15 @@ def columns_read_as_text(engine: sa.Engine, table: str, schema: str | None, *, f
         with engine.connect() as c:
             params = ((qualified,) if dialect == "postgresql" else
                       (schema or c.exec_driver_sql("SELECT DATABASE()").scalar(), table))
-            _TEXT_COLUMNS[key] = frozenset(r[0] for r in c.exec_driver_sql(sql, params))
+            _TEXT_COLUMNS[key] = {r[0]: WKT if r[1] else None for r in c.exec_driver_sql(sql, params)}
     return _TEXT_COLUMNS[key]
+
+
+def text_expression(dialect: str, quoted: str, kind: str | None) -> str:
+    """The SQL that reads a column as its text (``columns_read_as_text``), named as the column."""
+    if kind == WKT:
+        return f"ST_AsText({quoted}) AS {quoted}"
+    return f"CAST({quoted} AS CHAR) AS {quoted}" if dialect == "mysql" else f"{quoted}::text AS {quoted}"
 
 
 class SourceReader:
@@ -77,15 +94,12 @@ class SourceReader:
 
     def select_sql(self, table: str, columns: list[str], where: str | None) -> str:
         as_text = self._read_as_text(table)
-        cols = ", ".join(self._as_text(c) if c in as_text else self.db.quote(c) for c in columns)
+        cols = ", ".join(text_expression(self.db.dialect, self.db.quote(c), as_text[c]) if c in as_text
+                         else self.db.quote(c) for c in columns)
         sql = f"SELECT {cols} FROM {self.db.qualified(table, self.schema)}"
         return sql + (f" WHERE {where}" if where else "")
 
-    def _as_text(self, column: str) -> str:
-        q = self.db.quote(column)
-        return f"CAST({q} AS CHAR) AS {q}" if self.db.dialect == "mysql" else f"{q}::text AS {q}"
-
-    def _read_as_text(self, table: str) -> frozenset[str]:
+    def _read_as_text(self, table: str) -> dict[str, str | None]:
         return columns_read_as_text(self.db.engine, table, self.schema, fallback=self.as_text_fallback)
 
     def batches(self, table: str, columns: list[str], where: str | None, batch_rows: int) -> Iterator[pl.DataFrame]:

@@ -7,14 +7,13 @@ partition is one index range of similar size.
 """
 from __future__ import annotations
 
-import warnings
 from typing import Any, NamedTuple
 
 import sqlalchemy as sa
 import yaml
 from sqlalchemy.dialects import mysql
 
-from kora_assets.dbio.connections import Database
+from kora_assets.dbio.connections import Database, reflect_columns
 from kora_assets.plan.defaults import is_generated, plan_default
 from kora_assets.plan.model import Settings
 from kora_assets.plan.types import MAX_DECIMAL_DIGITS, parse_type
@@ -149,10 +148,7 @@ def infer_plan(source: Database, target_url: str, *, schema: str | None = None, 
             counts[name] = int(c.exec_driver_sql(f"SELECT COUNT(*) FROM {source.qualified(name, schema)}").scalar())
         cols: dict[str, Any] = {}
         notes = column_notes.setdefault(name, {})
-        with warnings.catch_warnings():  # a type SQLAlchemy does not know (xml, point, ...) is text, noted in the plan
-            warnings.filterwarnings("ignore", "Did not recognize type", sa.exc.SAWarning)
-            reflected = insp.get_columns(name, schema=schema)
-        for col in reflected:
+        for col in reflect_columns(insp, name, schema):
             ktype, allowed = kora_type(col["type"])
             if ktype == "real" and source.dialect == "sqlite":  # SQLite's REAL is an 8-byte double
                 ktype = "double"
