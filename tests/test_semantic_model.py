@@ -333,3 +333,26 @@ def test_bfloat16_products_keep_the_float32_vectors_and_anomaly_scores(monkeypat
     za, zb = score_distinct(notes, full), score_distinct(notes, half)
     assert max(abs(za[v] - zb[v]) for v in za) < 0.2
     assert {v for v, z in za.items() if z >= 4.5} == {v for v, z in zb.items() if z >= 4.5} == {"N/A", "asdfghjkl"}
+
+
+def test_the_semantic_check_says_each_note_once_per_run_not_once_per_partition():
+    """``kora demo`` without the model extra printed the model's absence for every partition
+    of every table (27 times); it is said once per process by the encoder and kept in the
+    check's metadata, and any other note once per run, with its partition count."""
+    import datetime as dt
+
+    from checks.semantic.assetcheck import SemanticReport, _log_notes
+    from checks.semantic.runtime import TableSemantics
+
+    missing = "unavailable: semantic model unavailable (torch not installed)"
+    ts = TableSemantics(table="orders", columns={}, today=dt.date(2026, 1, 1), model=missing)
+    reports = [SemanticReport("orders", k, ts, notes=[missing, "anomaly scoring failed: boom"]) for k in ("1", "2", "3")]
+    reports[0].notes.append("only here")
+    said: list[str] = []
+
+    class Ctx:  # the one method of Dagster's context the logging uses
+        class log:
+            warning = staticmethod(said.append)
+
+    _log_notes(Ctx, "orders", reports)
+    assert said == ["orders (3 partitions): anomaly scoring failed: boom", "orders 1: only here"]

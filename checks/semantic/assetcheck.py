@@ -387,9 +387,7 @@ def _build_one(plan, table: str, threshold: float) -> dg.AssetChecksDefinition:
                 reports = [semantic_report(bound, table, k, threshold=threshold, max_embed=0) for k in keys]
                 whole = early or semantic_report(bound, table, "all", threshold=threshold, record=False)
                 reports[0].anomalies = whole.anomalies
-        for r in reports:
-            for note in r.notes:
-                context.log.warning(f"{table} {r.partition_key}: {note}")
+        _log_notes(context, table, reports)
         if len(reports) > 1:
             for r in reports:
                 context.op_execution_context.log_event(dg.AssetCheckEvaluation(
@@ -400,6 +398,18 @@ def _build_one(plan, table: str, threshold: float) -> dg.AssetChecksDefinition:
                                    description=merged.summary(), metadata=merged.metadata())
 
     return _semantic
+
+
+def _log_notes(context, table: str, reports: list[SemanticReport]) -> None:
+    """Each note once for the run's partitions, not once per partition; a missing model is
+    said once per process (``get_encoder``) and stays in the check's metadata."""
+    where: dict[str, list[str]] = {}
+    for r in reports:
+        for note in r.notes:
+            if note != r.semantics.model:
+                where.setdefault(note, []).append(r.partition_key)
+    for note, keys in where.items():
+        context.log.warning(f"{table} {keys[0] if len(keys) == 1 else f'({len(keys)} partitions)'}: {note}")
 
 
 def _merge(reports: list[SemanticReport]) -> SemanticReport:
