@@ -157,7 +157,7 @@ def test_partition_bounds_are_the_ntile_minima_without_the_window(dialect, tmp_p
     ("CURRENT_TIMESTAMP", "timestamp", "CURRENT_TIMESTAMP"), ("curdate()", "date", "CURRENT_DATE"),
     ("'2000-01-01'::date", "date", "2000-01-01"), ("NULL", "text", None), (None, "text", None),
     ("current_timestamp() ON UPDATE current_timestamp()", "timestamp", "CURRENT_TIMESTAMP"),
-    ("uuid()", "varchar(36)", None), ("'0000-00-00 00:00:00'", "timestamp", None), ("'2'", "boolean", None),
+    ("uuid()", "varchar(36)", None), ("'a' || 'b'", "text", None), ("'0000-00-00 00:00:00'", "timestamp", None), ("'2'", "boolean", None),
 ])
 def test_source_defaults_in_the_plans_vocabulary(raw, ktype, value):
     from kora_assets.plan.defaults import plan_default

@@ -17,7 +17,7 @@ from typing import Any
 
 from kora_assets.plan.types import KoraType
 
-CAST_RE = re.compile(r"::\s*[a-z_][a-z0-9_ ]*(\[\])?(\(\s*\d+(\s*,\s*\d+)?\s*\))?", re.I)
+_CAST_RE = re.compile(r"::\s*[a-z_][a-z0-9_ ]*(\[\])?(\(\s*\d+(\s*,\s*\d+)?\s*\))?", re.I)
 _CLOCK = {
     "CURRENT_TIMESTAMP": re.compile(r"^(current_timestamp|now|localtimestamp|transaction_timestamp)(\(\s*\d*\s*\))?$",
                                     re.I),
@@ -51,13 +51,13 @@ def unwrap(text: str) -> str:
     """A reflected default without its outer parentheses and PostgreSQL casts."""
     s = text.strip()
     for _ in range(2):
-        while s.startswith("(") and s.endswith(")") and balanced(s[1:-1]):
+        while s.startswith("(") and s.endswith(")") and _balanced(s[1:-1]):
             s = s[1:-1].strip()
-        s = CAST_RE.sub("", s).strip()
+        s = _CAST_RE.sub("", s).strip()
     return s
 
 
-def balanced(s: str) -> bool:
+def _balanced(s: str) -> bool:
     depth = 0
     for ch in s:
         depth += ch == "("
@@ -80,7 +80,7 @@ def plan_default(raw: Any, ktype: KoraType) -> tuple[Any, str | None]:
         return None, None
     if clock := clock_keyword(s):
         return (clock, None) if ktype.is_temporal else (None, f"default {raw} (a clock on a {ktype.name} column)")
-    if len(s) >= 2 and s[0] == s[-1] == "'":
+    if len(s) >= 2 and s[0] == s[-1] == "'" and "'" not in s[1:-1].replace("''", ""):  # one quoted literal
         return _typed(s[1:-1].replace("''", "'"), ktype, raw)
     if s.lower() in ("true", "false"):
         return _typed(s.lower(), ktype, raw)
