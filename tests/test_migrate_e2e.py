@@ -267,8 +267,9 @@ def _migrate_inferred(source_url: str, target_url: str, instance, tmp_path) -> s
 def test_mariadb_auto_increment_defaults_and_an_odd_table_name_carry_over(mysql_db, pg_db, dagster_instance,
                                                                           tmp_path):
     """What the application relies on after cut-over: an AUTO_INCREMENT key becomes an identity
-    whose sequence continues past the migrated keys, literal and clock defaults carry over
-    (ON UPDATE and uuid() cannot, and the plan says so). Before, the blocking structural check
+    whose sequence continues past the migrated keys, literal and clock defaults carry over, ON
+    UPDATE CURRENT_TIMESTAMP becomes a trigger that kora's own re-runs do not fire (uuid()
+    cannot carry, and the plan says so). Before, the blocking structural check
     failed every such table (the target had no default) and skipped its children; a table
     named with a space failed to load as a Dagster asset; a TINYINT(1) holding 2 landed as true."""
     import sqlalchemy as sa
@@ -281,15 +282,22 @@ def test_mariadb_auto_increment_defaults_and_an_odd_table_name_carry_over(mysql_
             "created DATETIME DEFAULT CURRENT_TIMESTAMP, "
             "updated TIMESTAMP NOT NULL DEFAULT CURRENT_TIMESTAMP ON UPDATE CURRENT_TIMESTAMP, "
             "u VARCHAR(36) DEFAULT (uuid()))"))
-        c.execute(sa.text("INSERT INTO `order items` (status, active) VALUES ('a', 1), ('b', 0), ('c', 2)"))
-        c.execute(sa.text("INSERT INTO `order items` (id, status) VALUES (100, 'd')"))
+        c.execute(sa.text("INSERT INTO `order items` (status, active, updated) VALUES ('a', 1, '2020-01-01'), "
+                          "('b', 0, '2020-01-01'), ('c', 2, '2020-01-01')"))
+        c.execute(sa.text("INSERT INTO `order items` (id, status, updated) VALUES (100, 'd', '2020-01-01')"))
     src.engine.dispose()
     plan_text = _migrate_inferred(mysql_db, pg_db, dagster_instance, tmp_path)
     assert "identity: true" in plan_text and "default: CURRENT_TIMESTAMP" in plan_text
-    assert "# not carried over from the source: ON UPDATE current_timestamp()" in plan_text
+    assert "on_update: CURRENT_TIMESTAMP" in plan_text and "ON UPDATE" not in plan_text
     assert "# not carried over from the source: default uuid()" in plan_text
-    assert _rows(pg_db, 'SELECT id, status, active FROM public."order items" ORDER BY id') == [
-        (1, "a", True), (2, "b", False), (100, "d", True)]
+    assert "      status:\n" in plan_text  # a re-run with a new transform changes rows: the trigger keeps their time
+    _run(plan_text.replace("      status:\n", "      status:\n        transform: [{op: upper}]\n"), dagster_instance)
+    assert _rows(pg_db, 'SELECT id, status, active, updated::text FROM public."order items" ORDER BY id') == [
+        (1, "A", True, "2020-01-01 00:00:00"), (2, "B", False, "2020-01-01 00:00:00"),
+        (100, "D", True, "2020-01-01 00:00:00")]
+    with Database(pg_db, "target").engine.begin() as c:  # the application's update stamps the row
+        c.execute(sa.text("""UPDATE public."order items" SET status = 'z' WHERE id = 1"""))
+    assert _rows(pg_db, 'SELECT id FROM public."order items" WHERE updated > now() - interval \'1 hour\'') == [(1,)]
     assert _rows(pg_db, "SELECT primary_key->>'id', column_name, error_class, value FROM kora.error_queue") == [
         ("3", "active", "parse.boolean", "2")]
     assert _rows(pg_db, 'INSERT INTO public."order items" (u) VALUES (NULL) RETURNING id, status, qty, price::text, '

@@ -67,11 +67,13 @@ def test_names_dagster_cannot_take_and_tables_that_would_meet_as_assets():
     parse_plan(BASE.replace("  orders:\n", "  orders:\n    target: order items\n"))  # alone it is fine
 
 
-def test_identity_needs_an_integer_and_no_default():
+def test_identity_needs_an_integer_and_no_default_and_on_update_a_timestamp():
     msg = _error(BASE.replace("name: {type: varchar(20)}", "name: {type: varchar(20), identity: true}"))
     assert "plan.yaml:8: tables.customers.columns.name: identity needs an integer type" in msg
     msg = _error(BASE.replace("id: {type: integer}", "id: {type: integer, identity: true, default: 1}", 1))
     assert "a column has either identity or a default, not both" in msg
+    msg = _error(BASE.replace("name: {type: varchar(20)}", "name: {type: varchar(20), on_update: CURRENT_TIMESTAMP}"))
+    assert "on_update needs a timestamp type, not varchar(20)" in msg
 
 
 def test_missing_env_var(monkeypatch):

@@ -56,6 +56,31 @@ def create_table_sql(db: Database, plan: Plan, name: str) -> str:
     return f"CREATE TABLE IF NOT EXISTS {db.qualified(tgt, plan.target.schema_)} (\n  " + ",\n  ".join(cols) + "\n)"
 
 
+#: Set (``SET LOCAL``) by kora's own writes: its merge of a re-run partition must keep the
+#: migrated values, not stamp them with the clock as an application's update would be.
+LOADING_SETTING = "kora.loading"
+
+
+def on_update_sql(db: Database, plan: Plan, name: str) -> list[str]:
+    """A trigger per ``on_update`` column (PostgreSQL): MySQL's ON UPDATE CURRENT_TIMESTAMP,
+    which sets the column when an update changes the row and does not set the column itself."""
+    t, tgt = plan.tables[name], plan.target_name(name)
+    if db.dialect != "postgresql":
+        return []
+    out = []
+    for src, cp in t.columns.items():
+        if cp.on_update:
+            col, table = db.quote(t.target_column(src)), db.qualified(tgt, plan.target.schema_)
+            fn = db.qualified(_ident_name("on_update", tgt, t.target_column(src)), plan.target.schema_)
+            out.append(f"CREATE OR REPLACE FUNCTION {fn}() RETURNS trigger LANGUAGE plpgsql AS $kora$ BEGIN "
+                       f"IF NEW IS DISTINCT FROM OLD AND NEW.{col} IS NOT DISTINCT FROM OLD.{col} AND "
+                       f"current_setting('{LOADING_SETTING}', true) IS DISTINCT FROM 'on' THEN "
+                       f"NEW.{col} := {cp.on_update}; END IF; RETURN NEW; END $kora$")
+            out.append(f"CREATE OR REPLACE TRIGGER {db.quote(_ident_name('on_update', tgt, t.target_column(src)))} "
+                       f"BEFORE UPDATE ON {table} FOR EACH ROW EXECUTE FUNCTION {fn}()")
+    return out
+
+
 def _cols(db: Database, t: TablePlan, cols: list[str]) -> str:
     return ", ".join(db.quote(t.target_column(c)) for c in cols)
 
@@ -123,6 +148,8 @@ def ensure_target_schema(db: Database, plan: Plan) -> None:
             c.exec_driver_sql(stmt)
         for name in load_order(plan):
             c.exec_driver_sql(create_table_sql(db, plan, name))
+            for stmt in on_update_sql(db, plan, name):
+                c.exec_driver_sql(stmt)
             if db.dialect == "sqlite":
                 for stmt in index_sql(db, plan, name):
                     c.exec_driver_sql(stmt)

@@ -18,6 +18,7 @@ import polars as pl
 from kora_assets.bookkeeping.tables import bookkeeping_table
 from kora_assets.dbio.binary_copy import copy_binary
 from kora_assets.dbio.connections import Database
+from kora_assets.dbio.ddl import LOADING_SETTING
 
 ERROR_COPY_COLUMNS = ["table_name", "partition_key", "primary_key", "row", "column_name", "error_class",
                       "reason", "value", "run_id"]
@@ -76,6 +77,7 @@ class PostgresPartitionWriter(PartitionWriter):
         self.conn = psycopg.connect(self.db.psycopg_conninfo(), autocommit=False)
         self.cur = self.conn.cursor()
         self.cur.execute("SET CONSTRAINTS ALL DEFERRED")
+        self.cur.execute(f"SET LOCAL {LOADING_SETTING} = 'on'")  # on_update triggers keep the migrated values
         self.cur.execute("SELECT pg_advisory_xact_lock(hashtext(%s))", (f"kora:{self.table}:{self.partition_key}",))
         self.merge = self._holds_rows()
         if self.merge:

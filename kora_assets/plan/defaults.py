@@ -5,9 +5,10 @@ defaults and generated keys are part of the schema it relies on. Literals (numbe
 booleans, dates) carry over as values; the clock functions (``CURRENT_TIMESTAMP``, ``now()``,
 ``current_timestamp()``, ``CURRENT_DATE``, ``CURRENT_TIME``) as those SQL keywords; an
 auto-increment, serial or identity column becomes an ``identity`` column whose sequence
-restarts past the migrated keys. Anything else (``uuid()``, another table's sequence, an
-expression) is the source dialect's SQL: it is left out, with a note in the plan, and the
-structural check warns about the difference.
+restarts past the migrated keys; MySQL's ``ON UPDATE CURRENT_TIMESTAMP`` becomes ``on_update``
+(a trigger). Anything else (``uuid()``, another table's sequence, an expression) is the source
+dialect's SQL: it is left out, with a note in the plan, and the structural check warns about
+the difference.
 """
 from __future__ import annotations
 
@@ -72,10 +73,11 @@ def plan_default(raw: Any, ktype: KoraType) -> tuple[Any, str | None]:
     if raw is None:
         return None, None
     s = unwrap(str(raw))
-    if m := _ON_UPDATE.search(s):  # MySQL's ON UPDATE CURRENT_TIMESTAMP: the default carries, the update needs a trigger
-        s = s[:m.start()].strip()
-        value, why = plan_default(s, ktype)
-        return value, why or f"ON UPDATE {m.group(1)} (PostgreSQL needs a trigger for it)"
+    if m := _ON_UPDATE.search(s):  # MySQL's ON UPDATE: the clock is the plan's on_update (see on_update_clock)
+        value, why = plan_default(s[:m.start()].strip(), ktype)
+        if clock_keyword(m.group(1)) != "CURRENT_TIMESTAMP" or not ktype.name.startswith("timestamp"):
+            why = why or f"ON UPDATE {m.group(1)} (not a clock kora can keep on a {ktype.name} column)"
+        return value, why
     if s.lower() == "null" or not s:
         return None, None
     if clock := clock_keyword(s):
@@ -89,6 +91,14 @@ def plan_default(raw: Any, ktype: KoraType) -> tuple[Any, str | None]:
     except (InvalidOperation, ValueError):
         return None, f"default {raw} (an expression in the source's SQL dialect)"
     return _typed(s, ktype, raw)
+
+
+def on_update_clock(raw: Any, ktype: KoraType) -> str | None:
+    """``CURRENT_TIMESTAMP`` when a reflected MySQL default ends in ``ON UPDATE`` a clock and the
+    column is a timestamp: the plan's ``on_update``, a trigger on a PostgreSQL target."""
+    m = _ON_UPDATE.search(unwrap(str(raw or "")))
+    ok = m is not None and clock_keyword(m.group(1)) == "CURRENT_TIMESTAMP" and ktype.name.startswith("timestamp")
+    return "CURRENT_TIMESTAMP" if ok else None
 
 
 def _typed(value: str, ktype: KoraType, raw: Any) -> tuple[Any, str | None]:

@@ -14,7 +14,7 @@ import yaml
 from sqlalchemy.dialects import mysql
 
 from kora_assets.dbio.connections import Database, reflect_columns
-from kora_assets.plan.defaults import is_generated, plan_default
+from kora_assets.plan.defaults import is_generated, on_update_clock, plan_default
 from kora_assets.plan.model import Settings
 from kora_assets.plan.types import MAX_DECIMAL_DIGITS, parse_type
 
@@ -237,7 +237,10 @@ def _default_spec(col: dict, ktype: str, dialect: str, notes: dict[str, str]) ->
     value, why = plan_default(col.get("default"), parse_type(ktype))
     if why:
         notes[col["name"]] = f"not carried over from the source: {why}"
-    return {} if value is None else {"default": value}
+    spec: dict[str, Any] = {} if value is None else {"default": value}
+    if clock := on_update_clock(col.get("default"), parse_type(ktype)):
+        spec["on_update"] = clock
+    return spec
 
 
 #: Keys of ``infer_plan``'s result holding per-column semantic inferences and other notes

@@ -48,6 +48,9 @@ class ColumnPlan(_Strict):
     rules: Rules = Field(default_factory=Rules)
     default: str | int | float | bool | None = Field(
         None, description="target DDL default: a value, or CURRENT_TIMESTAMP, CURRENT_DATE, CURRENT_TIME")
+    on_update: Literal["CURRENT_TIMESTAMP"] | None = Field(
+        None, description="set to the clock when the application updates the row (MySQL's ON UPDATE "
+                          "CURRENT_TIMESTAMP; a trigger on PostgreSQL)")
     identity: bool = Field(False, description="the target generates the column's values after cut-over (PostgreSQL "
                                               "identity, restarted past the migrated keys); kora init sets it for "
                                               "auto-increment, serial and identity source columns")
@@ -72,6 +75,8 @@ class ColumnPlan(_Strict):
             raise ValueError(f"identity needs an integer type (smallint, integer, bigint), not {self.type}")
         if self.identity and self.default is not None:
             raise ValueError("a column has either identity or a default, not both")
+        if self.on_update and self.ktype.name not in ("timestamp", "timestamptz"):
+            raise ValueError(f"on_update needs a timestamp type, not {self.type}")
         return self
 
     @property
