@@ -167,3 +167,18 @@ def test_source_defaults_in_the_plans_vocabulary(raw, ktype, value):
     got, why = plan_default(raw, parse_type(ktype))
     assert got == value and type(got) is type(value)
     assert (why is None) == (value is not None or raw in (None, "NULL")) or "ON UPDATE" in str(raw)
+
+
+def test_mysql_integer_types_map_to_a_type_that_holds_their_range():
+    """SMALLINT UNSIGNED (up to 65535) was planned as smallint: every value above 32767 was queued."""
+    from sqlalchemy.dialects import mysql
+
+    from kora_assets.plan.infer import kora_type
+
+    got = {name: kora_type(t)[0] for name, t in {
+        "tinyint unsigned": mysql.TINYINT(unsigned=True), "smallint": mysql.SMALLINT(),
+        "smallint unsigned": mysql.SMALLINT(unsigned=True), "mediumint unsigned": mysql.MEDIUMINT(unsigned=True),
+        "int unsigned": mysql.INTEGER(unsigned=True), "bigint": mysql.BIGINT(), "tinyint(1)": mysql.TINYINT(display_width=1),
+    }.items()}
+    assert got == {"tinyint unsigned": "smallint", "smallint": "smallint", "smallint unsigned": "integer",
+                   "mediumint unsigned": "integer", "int unsigned": "bigint", "bigint": "bigint", "tinyint(1)": "boolean"}

@@ -42,7 +42,9 @@ def kora_type(t: sa.types.TypeEngine) -> tuple[str, list[str] | None]:
     if isinstance(t, sa.BigInteger):
         return "bigint", None
     if isinstance(t, sa.SmallInteger) or isinstance(t, (mysql.TINYINT, mysql.MEDIUMINT)):
-        return ("integer" if isinstance(t, mysql.MEDIUMINT) else "smallint"), None
+        # MEDIUMINT, and SMALLINT UNSIGNED (up to 65535), need an integer; a TINYINT UNSIGNED fits a smallint
+        wide = isinstance(t, mysql.MEDIUMINT) or (getattr(t, "unsigned", False) and not isinstance(t, mysql.TINYINT))
+        return ("integer" if wide else "smallint"), None
     if isinstance(t, sa.Integer):
         return ("bigint" if getattr(t, "unsigned", False) else "integer"), None
     if isinstance(t, (sa.Float, sa.REAL)) or isinstance(t, sa.Double):
