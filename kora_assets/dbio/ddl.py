@@ -71,12 +71,13 @@ def on_update_sql(db: Database, plan: Plan, name: str) -> list[str]:
     for src, cp in t.columns.items():
         if cp.on_update:
             col, table = db.quote(t.target_column(src)), db.qualified(tgt, plan.target.schema_)
-            fn = db.qualified(_ident_name("on_update", tgt, t.target_column(src)), plan.target.schema_)
+            name_ = _ident_name("on_update", tgt, t.target_column(src))  # the function's and the trigger's
+            fn = db.qualified(name_, plan.target.schema_)
             out.append(f"CREATE OR REPLACE FUNCTION {fn}() RETURNS trigger LANGUAGE plpgsql AS $kora$ BEGIN "
                        f"IF NEW IS DISTINCT FROM OLD AND NEW.{col} IS NOT DISTINCT FROM OLD.{col} AND "
                        f"current_setting('{LOADING_SETTING}', true) IS DISTINCT FROM 'on' THEN "
                        f"NEW.{col} := {cp.on_update}; END IF; RETURN NEW; END $kora$")
-            out.append(f"CREATE OR REPLACE TRIGGER {db.quote(_ident_name('on_update', tgt, t.target_column(src)))} "
+            out.append(f"CREATE OR REPLACE TRIGGER {db.quote(name_)} "
                        f"BEFORE UPDATE ON {table} FOR EACH ROW EXECUTE FUNCTION {fn}()")
     return out
 

@@ -75,7 +75,7 @@ def plan_default(raw: Any, ktype: KoraType) -> tuple[Any, str | None]:
     s = unwrap(str(raw))
     if m := _ON_UPDATE.search(s):  # MySQL's ON UPDATE: the clock is the plan's on_update (see on_update_clock)
         value, why = plan_default(s[:m.start()].strip(), ktype)
-        if clock_keyword(m.group(1)) != "CURRENT_TIMESTAMP" or not ktype.name.startswith("timestamp"):
+        if on_update_clock(raw, ktype) is None:
             why = why or f"ON UPDATE {m.group(1)} (not a clock kora can keep on a {ktype.name} column)"
         return value, why
     if s.lower() == "null" or not s:

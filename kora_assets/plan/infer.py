@@ -14,6 +14,7 @@ import yaml
 from sqlalchemy.dialects import mysql
 
 from kora_assets.dbio.connections import Database, reflect_columns
+from kora_assets.errors import explain
 from kora_assets.plan.defaults import is_generated, on_update_clock, plan_default
 from kora_assets.plan.model import Settings
 from kora_assets.plan.types import MAX_DECIMAL_DIGITS, parse_type
@@ -230,17 +231,18 @@ def _sqlite_autoincrement(db: Database, table: str, pk: list[str]) -> bool:
 def _default_spec(col: dict, ktype: str, dialect: str, notes: dict[str, str]) -> dict[str, Any]:
     """The column's ``identity`` or ``default`` for the plan; why a source default is not
     carried goes into ``notes`` (a comment in the plan)."""
+    kt = parse_type(ktype)
     if is_generated(col, dialect):
-        if parse_type(ktype).is_integer:
+        if kt.is_integer:
             return {"identity": True}
         notes[col["name"]] = (f"not carried over from the source: it generates the values "
                               f"({col.get('default') or 'auto-increment'}), and a {ktype} cannot be an identity")
         return {}
-    value, why = plan_default(col.get("default"), parse_type(ktype))
+    value, why = plan_default(col.get("default"), kt)
     if why:
         notes[col["name"]] = f"not carried over from the source: {why}"
     spec: dict[str, Any] = {} if value is None else {"default": value}
-    if clock := on_update_clock(col.get("default"), parse_type(ktype)):
+    if clock := on_update_clock(col.get("default"), kt):
         spec["on_update"] = clock
     return spec
 
@@ -277,8 +279,7 @@ def _infer_semantic(db: Database, table: str, cols: dict[str, Any], schema: str 
     except Exception as exc:  # inference is advice; a failure must not stop init
         import logging
 
-        logging.getLogger("kora.semantic").warning("kora: semantic types of %s not inferred: %s", table,
-                                                    str(exc).splitlines()[0] if str(exc) else type(exc).__name__)
+        logging.getLogger("kora.semantic").warning("kora: semantic types of %s not inferred: %s", table, explain(exc))
         return {}
     out = {}
     for col, cs in (found or {}).items():

@@ -66,20 +66,19 @@ def cast_expr(e: pl.Expr, kt: KoraType, dtype: pl.DataType) -> pl.Expr:
         return _float_to_decimal(e, target)
     if isinstance(target, pl.Decimal) and isinstance(dtype, pl.Decimal) and (dtype.scale or 0) > target.scale:
         return _half_away(e, target).cast(target, strict=False)
-    if target == pl.Float32 and dtype.is_numeric():
-        return _within(e.cast(pl.Float64, strict=False), target)
+    if kt.name == "real" and dtype.is_numeric():
+        return _real(e.cast(pl.Float64, strict=False))
     return e.cast(target, strict=False)
 
 
-REAL_MAX = 3.4028234663852886e38
-
-
-def _within(f: pl.Expr, target: pl.DataType) -> pl.Expr:
-    """A double as ``target``; into ``real``, a finite value beyond its range is NULL (queued as
+def _real(f: pl.Expr) -> pl.Expr:
+    """A double into ``real``: a finite value beyond its range is NULL (queued as
     range.overflow), not the infinity the cast makes of it (1e308 landed as Infinity)."""
-    if target != pl.Float32:
-        return f.cast(target, strict=False)
-    return pl.when(f.is_finite() & (f.abs() > REAL_MAX)).then(None).otherwise(f).cast(pl.Float32)
+    return pl.when(_beyond_real(f)).then(None).otherwise(f).cast(pl.Float32)
+
+
+def _beyond_real(f: pl.Expr) -> pl.Expr:
+    return f.is_finite() & (f.abs() > 3.4028234663852886e38)
 
 
 def _half_away(e: pl.Expr, target: pl.Decimal) -> pl.Expr:
@@ -185,8 +184,10 @@ def _from_text(s: pl.Expr, kt: KoraType, target: pl.DataType) -> pl.Expr:
         return pl.coalesce([as_int, integral.cast(pl.Int64, strict=False)])
     if kt.name == "numeric" and kt.precision:
         return _text_to_decimal(s, target)
-    if kt.name in ("real", "double"):
-        return _within(s.cast(pl.Float64, strict=False), target)
+    if kt.name == "real":
+        return _real(s.cast(pl.Float64, strict=False))
+    if kt.name == "double":
+        return s.cast(target, strict=False)
     if kt.name == "boolean":
         key = s.str.to_lowercase()
         return pl.when(key.is_in(TRUE_WORDS)).then(True).when(key.is_in(FALSE_WORDS)).then(False).otherwise(None)
@@ -244,7 +245,7 @@ def classify_cast_failure(raw_text: pl.Expr, kt: KoraType) -> pl.Expr:
     elif kt.name == "numeric":
         numeric_overflow = f.is_not_null()
     elif kt.name == "real":
-        numeric_overflow = f.is_finite() & (f.abs() > REAL_MAX)
+        numeric_overflow = _beyond_real(f)
     else:
         numeric_overflow = pl.lit(False)
     return (

@@ -113,7 +113,7 @@ class LoadAhead:
         if any(p in self.blocked for p in ps):
             return False
         if self.fresh[table]:
-            return all(self._landed(p) and not self.plan.tables[p].unique_sets() or p in self.succeeded for p in ps)
+            return all((self._landed(p) and not self.plan.tables[p].unique_sets()) or p in self.succeeded for p in ps)
         return all(p in self.succeeded for p in ps)
 
     def _landed(self, table: str) -> bool:
